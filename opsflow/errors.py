@@ -1,0 +1,81 @@
+"""The one exception root of opsflow.
+
+OpsflowError
+ ├── UsageError            bad input from the user (exit code 2)
+ │    ├── RunbookError     a runbook file is invalid; carries Diagnostics (file:line:col)
+ │    └── InventoryError   an inventory cannot be loaded or a pattern does not resolve
+ ├── EnvironmentProblem    the machine lacks something (a package, root); exit code 2
+ ├── LabError              the local lab could not be built or driven
+ ├── StoreError            the run store cannot be opened or written
+ ├── TemplateError         a template failed to render (undefined variable, sandbox)
+ └── ConnectorError        a connector failed to talk to a target
+      ├── TargetUnreachable
+      └── StepTimeout
+
+Library errors are translated at the boundary: ``raise X(...) from exc``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class OpsflowError(Exception):
+    """Root of every error opsflow raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(OpsflowError):
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in one file, at one place."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class RunbookError(UsageError):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = diagnostics
+        super().__init__("\n".join(str(d) for d in diagnostics))
+
+
+class InventoryError(UsageError):
+    pass
+
+
+class EnvironmentProblem(OpsflowError):
+    exit_code = 2
+
+
+class LabError(OpsflowError):
+    exit_code = 2
+
+
+class StoreError(OpsflowError):
+    exit_code = 2
+
+
+class TemplateError(OpsflowError):
+    pass
+
+
+class ConnectorError(OpsflowError):
+    pass
+
+
+class TargetUnreachable(ConnectorError):
+    pass
+
+
+class StepTimeout(ConnectorError):
+    pass
