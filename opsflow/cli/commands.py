@@ -1,0 +1,234 @@
+"""opsflow run / validate / plan / list / history / show / schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from opsflow.errors import RunbookError, UsageError
+
+
+def parse_extra(values: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values:
+        if item.startswith("@"):
+            import yaml
+
+            try:
+                data = yaml.safe_load(Path(item[1:]).read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise UsageError(f"-e {item}: cannot read params file: {exc}") from exc
+            if not isinstance(data, dict):
+                raise UsageError(f"-e {item}: a params file must be a mapping")
+            out.update(data)
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-e {item!r}: expected key=value or @file.yml")
+        out[key.strip()] = value
+    return out
+
+
+def parse_since(text: str) -> float:
+    m = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
+    if not m:
+        raise UsageError(f"--since {text!r}: expected a duration like 30m, 12h, 7d, 2w")
+    n, unit = int(m[1]), m[2]
+    return time.time() - n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+
+
+_inventory_opt = click.option("--inventory", "-i", default=None, envvar="OPSFLOW_INVENTORY",
+                              help="inventory file or directory [env OPSFLOW_INVENTORY; default ./inventory]")
+_db_opt = click.option("--db", default=None, envvar="OPSFLOW_DB",
+                       help="store: SQLite path or postgresql:// URL [env OPSFLOW_DB]")
+
+
+@click.command()
+@click.argument("runbook", type=click.Path(dir_okay=False))
+@click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE", help="a param (repeatable), or @file.yml")
+@click.option("--limit", "-l", default=None, help="inventory pattern restricting the targets")
+@_inventory_opt
+@_db_opt
+@click.option("--check", is_flag=True, help="dry run: change nothing, show what would change")
+@click.option("--trigger", default=None, type=click.Choice(["cli", "ci", "event", "schedule", "api"]),
+              help="who starts the run [default: ci when $CI is set, else cli]")
+@click.option("--json", "as_json", is_flag=True, help="print the run record as JSON on stdout")
+@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="write JUnit XML here")
+@click.option("--quiet", "-q", is_flag=True, help="no progress output")
+def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
+        check: bool, trigger: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
+    """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
+    import os
+
+    from opsflow.cli.render import ProgressObserver, run_json
+    from opsflow.cli.render import junit as junit_xml
+    from opsflow.executor import Executor
+    from opsflow.plan import RunRequest, build_plan, default_inventory
+    from opsflow.store import open_store
+
+    request = RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
+                         limit=limit, trigger=trigger or ("ci" if os.environ.get("CI") else "cli"), check=check)
+    plan = build_plan(request)  # bad input fails here: nothing is recorded
+    store = open_store(db)
+    executor = Executor(store, ProgressObserver(sys.stderr, quiet=quiet))
+    interrupts = {"n": 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        interrupts["n"] += 1
+        name = signal.Signals(signum).name
+        if interrupts["n"] == 1:
+            click.echo(f"\nopsflow: {name}: canceling — no new steps start (again to stop at once)", err=True)
+            executor.request_cancel(f"canceled by {name}")
+        else:
+            raise KeyboardInterrupt
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = executor.execute(plan)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    record = store.get_run(result.run_id) or {}
+    results = store.results(result.run_id)
+    if as_json:
+        click.echo(run_json(record, results))
+    if junit:
+        Path(junit).write_bytes(junit_xml(record, results))
+    store.close()
+    sys.exit(result.exit_code)
+
+
+@click.command()
+@click.argument("paths", nargs=-1)
+@_inventory_opt
+def validate(paths: tuple[str, ...], inventory: str | None) -> None:
+    """Check runbooks: schema, unknown keys, types, templates, playbooks, targets. Exit 2 on any error."""
+    from opsflow.inventory import load_inventory
+    from opsflow.plan import default_inventory
+    from opsflow.runbook.validate import find_runbooks, load_runbook
+
+    inv_path = inventory or default_inventory()
+    inv = load_inventory(inv_path) if (inventory or Path(inv_path).exists()) else None
+    files = find_runbooks(list(paths) or ["runbooks"])
+    if not files:
+        raise UsageError("no runbook files found (give paths, or run where runbooks/ is)")
+    bad = 0
+    for f in files:
+        try:
+            load_runbook(f, inv)
+            click.echo(f"ok  {f}")
+        except RunbookError as exc:
+            bad += 1
+            for d in exc.diagnostics:
+                click.echo(str(d), err=True)
+    if inv is None:
+        click.echo("note: no inventory given, targets and template variables were not checked", err=True)
+    if bad:
+        click.echo(f"{bad} of {len(files)} runbook(s) invalid", err=True)
+        sys.exit(2)
+
+
+@click.command("list")
+@click.argument("paths", nargs=-1)
+def list_runbooks(paths: tuple[str, ...]) -> None:
+    """List runbooks with their description and targets."""
+    from opsflow.runbook.validate import find_runbooks, load_runbook
+
+    for f in find_runbooks(list(paths) or ["runbooks"]):
+        try:
+            rb = load_runbook(f).runbook
+            click.echo(f"{rb.name:<28} {rb.targets:<16} {len(rb.steps):>2} steps  {rb.description.splitlines()[0] if rb.description else ''}")
+        except RunbookError as exc:
+            click.echo(f"{f}: invalid ({len(exc.diagnostics)} problem(s); see opsflow validate)", err=True)
+
+
+@click.command()
+@click.option("--runbook", default=None)
+@click.option("--status", default=None)
+@click.option("--since", default=None, help="e.g. 30m, 12h, 7d")
+@click.option("--limit", "-n", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_db_opt
+def history(runbook: str | None, status: str | None, since: str | None, limit: int, as_json: bool,
+            db: str | None) -> None:
+    """Past runs, newest first."""
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    rows = store.history(runbook=runbook, status=status, since=parse_since(since) if since else None, limit=limit)
+    store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("run", "runbook", "status", "trigger", "started", "duration", "hosts"):
+        table.add_column(col)
+    for r in rows:
+        hosts = r["hosts"]
+        bad = sum(1 for s in hosts.values() if s in ("failed", "unreachable", "timeout"))
+        table.add_row(r["id"], r["runbook"], r["status"], r["trigger"],
+                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
+                      f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
+                      f"{len(hosts) - bad}/{len(hosts)} ok")
+    Console().print(table)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--verbose", "-v", is_flag=True, help="print every output in full")
+@_db_opt
+def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
+    """One run: steps × hosts with durations and outputs."""
+    from opsflow.cli.render import run_json, show_run
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    record = store.get_run(run_id)
+    if record is None:
+        raise UsageError(f"no run {run_id!r} in {store.url} (see opsflow history)")
+    results = store.results(record["id"])
+    store.close()
+    if as_json:
+        click.echo(run_json(record, results))
+    else:
+        show_run(sys.stdout, record, results, verbose)
+
+
+@click.command()
+def schema() -> None:
+    """JSON Schema of the runbook format (for editors)."""
+    from opsflow.runbook.models import Runbook
+
+    click.echo(json.dumps(Runbook.model_json_schema(by_alias=True), indent=2))
+
+
+@click.command()
+@click.argument("runbook", type=click.Path(dir_okay=False))
+@click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE")
+@click.option("--limit", "-l", default=None)
+@_inventory_opt
+@click.option("--json", "as_json", is_flag=True)
+def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, as_json: bool) -> None:
+    """Print the plan of a run (steps × hosts) without touching any target."""
+    from opsflow.plan import RunRequest, build_plan, default_inventory
+
+    p = build_plan(RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
+                              limit=limit))
+    if as_json:
+        click.echo(json.dumps({"runbook": p.name, "targets": p.targets, "params": p.public_params(),
+                               "steps": p.describe()}, indent=2, default=str))
+        return
+    click.echo(f"{p.name}: {len(p.targets)} host(s): {', '.join(p.targets)}")
+    for s in p.describe():
+        click.echo(f"  {s['index']:>2}. [{s['phase']}] {s['name']} ({s['action']}) → {', '.join(s['hosts']) or '-'}")

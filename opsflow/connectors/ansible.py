@@ -1,0 +1,153 @@
+"""Playbooks through ansible-runner, sharing the run's SSH config and multiplexed connections.
+
+Per-host results are built from the runner's event stream. Extra vars are written
+with Ansible's ``!unsafe`` tag, so values from params or events are never templated
+by Ansible. The runner's private directory (its artifacts hold full task results)
+is removed after each step.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opsflow.connectors.base import Emit, HostTask, RunContext
+from opsflow.results import HostStatus, StepResult, bound
+
+_RANK = {"ok": 0, "skipped": 0, "changed": 1, "failed": 2, "unreachable": 3}
+
+
+class _Unsafe(str):
+    pass
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    pass
+
+
+_UnsafeDumper.add_representer(_Unsafe, lambda d, v: d.represent_scalar("!unsafe", str(v)))
+
+
+def _unsafe(value: Any) -> Any:
+    if isinstance(value, str):
+        return _Unsafe(value)
+    if isinstance(value, dict):
+        return {k: _unsafe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_unsafe(v) for v in value]
+    return value
+
+
+def _inventory(tasks: list[HostTask]) -> dict[str, Any]:
+    hosts = {}
+    for t in tasks:
+        hvars = {k: v for k, v in t.host.vars.items() if not k.startswith("opsflow_")}
+        hvars.setdefault("ansible_host", t.host.address)
+        hosts[t.host.name] = hvars
+    return {"all": {"hosts": hosts}}
+
+
+class AnsibleConnector:
+    def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None:
+        import ansible_runner
+
+        first = tasks[0]
+        spec = first.spec
+        private = Path(tempfile.mkdtemp(prefix="ansible-", dir=ctx.workdir))
+        (private / "inventory").mkdir()
+        (private / "inventory" / "hosts.json").write_text(json.dumps(_inventory(tasks)))
+        vars_file = private / "extra_vars.yml"
+        vars_file.write_text(yaml.dump(_unsafe(spec.extra_vars), Dumper=_UnsafeDumper))
+        vars_file.chmod(0o600)
+        binary = Path(sys.executable).parent / "ansible-playbook"
+        env = {
+            "ANSIBLE_SSH_ARGS": f"-F {ctx.ssh_config}",
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(ctx.control_dir),
+            "ANSIBLE_SSH_CONTROL_PATH": f"{ctx.control_dir}/%%C",
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
+            "ANSIBLE_PIPELINING": "True",
+            "ANSIBLE_TIMEOUT": "10",
+            "ANSIBLE_RETRY_FILES_ENABLED": "False",
+            "ANSIBLE_NOCOLOR": "True",
+            "ANSIBLE_FORKS": str(ctx.concurrency),
+            "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False",
+            "ANSIBLE_DEPRECATION_WARNINGS": "False",
+            "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+        }
+        cmdline = [f"-e @{vars_file}"]
+        if first.check:
+            cmdline += ["--check", "--diff"]
+        if spec.tags:
+            cmdline.append(f"--tags {','.join(spec.tags)}")
+        per_host: dict[str, dict[str, Any]] = {t.host.name: {"status": "ok", "tasks": [], "msg": None}
+                                              for t in tasks}
+        started = time.time()
+
+        def on_event(event: dict[str, Any]) -> bool:
+            kind = event.get("event", "")
+            data = event.get("event_data", {})
+            host = data.get("host")
+            if host not in per_host or not kind.startswith("runner_on_"):
+                return True
+            state = kind.removeprefix("runner_on_")
+            if state not in ("ok", "failed", "unreachable", "skipped"):
+                return True
+            res = data.get("res", {}) or {}
+            if state == "ok" and res.get("changed"):
+                state = "changed"
+            if state == "failed" and data.get("ignore_errors"):
+                state = "ok"
+            entry = per_host[host]
+            entry["tasks"].append({"task": data.get("task"), "status": state,
+                                   "duration": data.get("duration"), "changed": bool(res.get("changed")),
+                                   **({"diff": res["diff"]} if first.check and res.get("diff") else {})})
+            if _RANK[state] > _RANK[entry["status"]]:
+                entry["status"] = state
+            if state in ("failed", "unreachable"):
+                entry["msg"] = res.get("msg") or res.get("stderr") or str(res)[:500]
+            return True
+
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(private), playbook=str(spec.playbook), inventory=str(private / "inventory"),
+                envvars=env, cmdline=" ".join(cmdline), quiet=True, event_handler=on_event,
+                binary=str(binary) if binary.exists() else None, timeout=int(first.timeout) if first.timeout else None,
+                suppress_env_files=True,
+            )
+            rc, runner_status = runner.rc, runner.status
+            tail = ""
+            if runner_status not in ("successful", "failed"):
+                tail = (runner.stdout.read() if runner.stdout else "")[-2000:]
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        ended = time.time()
+        red = ctx.redactor
+        for t in tasks:
+            entry = per_host[t.host.name]
+            status = entry["status"]
+            if runner_status == "timeout":
+                hs = HostStatus.TIMEOUT
+            elif not entry["tasks"] and runner_status != "successful":
+                hs = HostStatus.FAILED
+            else:
+                hs = {"ok": HostStatus.OK, "changed": HostStatus.CHANGED, "failed": HostStatus.FAILED,
+                      "unreachable": HostStatus.UNREACHABLE, "skipped": HostStatus.OK}[status]
+            lines = [f"{x['status']:<11} {x['task']} ({(x['duration'] or 0):.2f}s)" for x in entry["tasks"]]
+            error = entry["msg"] or (f"ansible-runner {runner_status} (rc {rc}) {tail.strip()[-300:]}"
+                                     if hs in (HostStatus.FAILED, HostStatus.TIMEOUT) else None)
+            emit(StepResult(step=t.step_name, host=t.host.name, status=hs, step_index=t.step_index,
+                            action=t.action, changed=status == "changed", rc=rc,
+                            stdout=bound(red.text("\n".join(lines))),
+                            data=red.value({"tasks": entry["tasks"], "runner_status": runner_status}),
+                            error_class={HostStatus.UNREACHABLE: "TargetUnreachable",
+                                         HostStatus.FAILED: "TaskFailed",
+                                         HostStatus.TIMEOUT: "StepTimeout"}.get(hs),
+                            error=red.text(str(error)) if error else None, started_at=started, ended_at=ended))

@@ -1,0 +1,179 @@
+"""What every connector shares: the run context (SSH config, control sockets) and the task shape."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from opsflow.inventory.models import Host, Inventory
+from opsflow.redact import Redactor
+from opsflow.results import HostStatus, StepResult
+
+Emit = Callable[[StepResult], None]
+
+
+@dataclass
+class HostTask:
+    host: Host
+    spec: Any  # the action's model, rendered for this host
+    step_name: str
+    step_index: int
+    action: str
+    timeout: float | None = None
+    check: bool = False
+
+    def result(self, status: HostStatus, **kw: Any) -> StepResult:
+        return StepResult(step=self.step_name, host=self.host.name, status=status, step_index=self.step_index,
+                          action=self.action, **kw)
+
+
+@dataclass
+class RunContext:
+    """Per-run resources shared by connectors: one SSH config, one set of multiplexed connections."""
+
+    inventory: Inventory
+    redactor: Redactor
+    concurrency: int = 20
+    cancel: threading.Event = field(default_factory=threading.Event)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ofr-")))
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+    _ssh_config: Path | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    shared: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control_dir(self) -> Path:
+        d = self.workdir / "cm"
+        d.mkdir(mode=0o700, exist_ok=True)
+        return d
+
+    @property
+    def ssh_config(self) -> Path:
+        """An OpenSSH client config for every server of the inventory (host keys checked)."""
+        with self._lock:
+            if self._ssh_config is None:
+                self._ssh_config = self.workdir / "ssh_config"
+                self._ssh_config.write_text(render_ssh_config(self.inventory, self.control_dir))
+                self._closers.append(self._close_masters)
+            return self._ssh_config
+
+    def _close_masters(self) -> None:
+        sockets = list(self.control_dir.glob("*"))
+        procs = [subprocess.Popen(["ssh", "-o", f"ControlPath={s}", "-O", "exit", "x"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for s in sockets]
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        self._closers.append(fn)
+
+    def close(self) -> None:
+        for fn in reversed(self._closers):
+            try:
+                fn()
+            except Exception:  # noqa: BLE001,S110 - closing is best effort
+                pass
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def render_ssh_config(inventory: Inventory, control_dir: Path) -> str:
+    """One ``Host`` block per inventory host, matched by name and by address."""
+    blocks = []
+    for h in inventory.hosts.values():
+        lines = [f"Host {h.name} {h.address}" if h.address != h.name else f"Host {h.name}",
+                 f"  HostName {h.address}", f"  Port {h.port}"]
+        if h.user:
+            lines.append(f"  User {h.user}")
+        if h.key_file:
+            lines += [f"  IdentityFile {h.key_file}", "  IdentitiesOnly yes"]
+        if h.known_hosts:
+            lines.append(f"  UserKnownHostsFile {h.known_hosts}")
+        ssh_args = str(h.vars.get("opsflow_ssh_options", "")).strip()
+        lines += [f"  {opt}" for opt in ssh_args.split(";") if opt.strip()]
+        blocks.append("\n".join(lines))
+    common = [
+        "Host *",
+        "  StrictHostKeyChecking yes",
+        "  BatchMode yes",
+        "  PasswordAuthentication no",
+        "  KbdInteractiveAuthentication no",
+        "  KexAlgorithms curve25519-sha256,curve25519-sha256@libssh.org,sntrup761x25519-sha512@openssh.com",
+        "  ConnectTimeout 10",
+        "  ServerAliveInterval 2",
+        "  ServerAliveCountMax 3",
+        "  ControlMaster auto",
+        f"  ControlPath {control_dir}/%C",
+        "  ControlPersist 120s",
+        "  LogLevel ERROR",
+    ]
+    return "\n\n".join(blocks + ["\n".join(common)]) + "\n"
+
+
+class Connector(Protocol):
+    def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None: ...
+
+
+class PerHostConnector:
+    """A connector whose hosts are independent: run them on a pool, emit as each finishes."""
+
+    def run_one(self, task: HostTask, ctx: RunContext) -> StepResult:
+        raise NotImplementedError
+
+    def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None:
+        def one(task: HostTask) -> None:
+            if ctx.cancel.is_set():
+                emit(task.result(HostStatus.SKIPPED, error="run canceled", started_at=time.time(),
+                                 ended_at=time.time()))
+                return
+            started = time.time()
+            try:
+                result = self.run_one(task, ctx)
+            except Exception as exc:  # noqa: BLE001 - a connector bug fails the host, not the run
+                result = task.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc))
+            if not result.started_at:
+                result.started_at = started
+            if not result.ended_at:
+                result.ended_at = time.time()
+            emit(result)
+
+        if len(tasks) == 1:
+            one(tasks[0])
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(tasks))),
+                                thread_name_prefix="opsflow-host") as pool:
+            for _ in pool.map(one, tasks):
+                pass
+
+
+def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: dict[str, str] | None = None,
+                cwd: str | None = None) -> tuple[int | None, str, str, bool]:
+    """Run a process without a shell; return (rc, stdout, stderr, timed_out)."""
+    full_env = {**os.environ, **env} if env else None
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env, cwd=cwd,
+                                text=True, errors="replace", start_new_session=True)
+    except OSError as exc:
+        return 127, "", f"cannot start {argv[0]}: {exc.strerror}", False
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+        return proc.returncode, out, err, False
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        out, err = proc.communicate()
+        return None, out, err, True

@@ -1,0 +1,178 @@
+"""Network devices through Nornir + Netmiko: show commands, configuration with diffs, device checks.
+
+One Nornir object per run keeps each device's Netmiko session open across steps.
+Host keys are checked against the inventory's known_hosts (Netmiko's default would accept any).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any
+
+from opsflow.checks import CheckOutcome, outcome, text_assertions
+from opsflow.connectors.base import Emit, HostTask, RunContext
+from opsflow.netconfig import candidate_diff, config_diff
+from opsflow.results import HostStatus, StepResult, bound
+
+CONFIG_ERROR = r"^%\s*(Unknown|Invalid|Ambiguous|Incomplete|Error|Command incomplete)"
+_CLI_ERROR = re.compile(r"^%\s*(Unknown command|Invalid input|Ambiguous command|Incomplete command)", re.M)
+_lock = threading.Lock()
+
+
+def _classify(exc: BaseException) -> tuple[HostStatus, str, str]:
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
+    if "known_hosts" in text or "not found in known_hosts" in text or name == "BadHostKeyException":
+        return HostStatus.FAILED, "HostKeyVerificationFailed", text
+    if name in ("NetmikoTimeoutException", "ConnectionRefusedError", "NoValidConnectionsError", "timeout",
+                "TimeoutError", "socket.timeout") or "timed out" in text.lower() or "refused" in text.lower():
+        return HostStatus.UNREACHABLE, "TargetUnreachable", text
+    if name in ("NetmikoAuthenticationException", "AuthenticationException"):
+        return HostStatus.UNREACHABLE, "AuthenticationFailed", text
+    if name in ("ReadTimeout",):
+        return HostStatus.TIMEOUT, "StepTimeout", text
+    return HostStatus.FAILED, name, text
+
+
+def _nornir(ctx: RunContext) -> Any:
+    """The run's Nornir object (built once; its sessions are closed when the run ends)."""
+    with _lock:
+        if "nornir" in ctx.shared:
+            return ctx.shared["nornir"]
+        from nornir.core import Nornir
+        from nornir.core.inventory import ConnectionOptions, Defaults, Groups, Hosts, Inventory
+        from nornir.core.inventory import Host as NHost
+        from nornir.core.plugins.connections import ConnectionPluginRegister
+        from nornir.plugins.runners import ThreadedRunner
+        from nornir_netmiko.connections import Netmiko
+
+        if "netmiko" not in ConnectionPluginRegister.available:
+            ConnectionPluginRegister.register("netmiko", Netmiko)
+        hosts = Hosts()
+        for h in ctx.inventory.hosts.values():
+            if h.kind != "device":
+                continue
+            extras: dict[str, Any] = {
+                "ssh_strict": True, "system_host_keys": h.known_hosts is None, "alt_host_keys": bool(h.known_hosts),
+                "alt_key_file": h.known_hosts or "", "allow_agent": False, "conn_timeout": 10,
+                "auth_timeout": 10, "banner_timeout": 10, "fast_cli": True,
+            }
+            if h.key_file:
+                extras.update(use_keys=True, key_file=h.key_file)
+            if h.vars.get("enable_secret"):
+                extras["secret"] = str(h.vars["enable_secret"])
+            hosts[h.name] = NHost(name=h.name, hostname=h.address, port=h.port, username=h.user,
+                                  password=h.password, platform=h.device_type,
+                                  connection_options={"netmiko": ConnectionOptions(extras=extras)})
+        nr = Nornir(inventory=Inventory(hosts=hosts, groups=Groups(), defaults=Defaults()),
+                    runner=ThreadedRunner(num_workers=ctx.concurrency))
+        nr.config.ssh.config_file = "/dev/null"  # the inventory says how to connect, not ~/.ssh/config
+        ctx.shared["nornir"] = nr
+        ctx.on_close(nr.close_connections)
+        return nr
+
+
+class NetworkConnector:
+    def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None:
+        nr = _nornir(ctx)
+        by_host = {t.host.name: t for t in tasks}
+        results: dict[str, StepResult] = {}
+
+        def nornir_task(task: Any) -> Any:
+            from nornir.core.task import Result
+
+            ht = by_host[task.host.name]
+            started = time.time()
+            try:
+                result = self._attempt(task, ht, ctx)
+            except Exception as exc:  # noqa: BLE001 - classified into a host status
+                if task.host.connections.get("netmiko") is not None:
+                    # a stale session (device restarted, link bounced): reconnect once
+                    try:
+                        task.host.close_connection("netmiko")
+                    except Exception:  # noqa: BLE001,S110
+                        pass
+                    try:
+                        result = self._attempt(task, ht, ctx)
+                    except Exception as exc2:  # noqa: BLE001
+                        result = self._failure(ht, exc2, ctx)
+                else:
+                    result = self._failure(ht, exc, ctx)
+            result.started_at, result.ended_at = started, time.time()
+            results[ht.host.name] = result
+            emit(result)
+            return Result(host=task.host, result=None)
+
+        nr.filter(filter_func=lambda h: h.name in by_host).run(task=nornir_task, name="opsflow",
+                                                               on_failed=True)
+        for name, ht in by_host.items():  # a host Nornir never ran (should not happen) is not lost
+            if name not in results:
+                emit(ht.result(HostStatus.FAILED, error_class="NotRun", error="the network runner skipped it"))
+
+    def _failure(self, ht: HostTask, exc: BaseException, ctx: RunContext) -> StepResult:
+        status, cls, text = _classify(exc)
+        return ht.result(status, error_class=cls, error=ctx.redactor.text(text))
+
+    def _attempt(self, task: Any, ht: HostTask, ctx: RunContext) -> StepResult:
+        conn = task.host.get_connection("netmiko", task.nornir.config)
+        red = ctx.redactor
+        timeout = ht.timeout or 60
+        if ht.action == "network.command":
+            outputs = {cmd: conn.send_command(cmd, read_timeout=timeout) for cmd in ht.spec.commands}
+            text = "\n".join(f"{conn.find_prompt()} {c}\n{o}" for c, o in outputs.items())
+            bad = [c for c, o in outputs.items() if _CLI_ERROR.search(o)]
+            return ht.result(HostStatus.FAILED if bad else HostStatus.OK, stdout=bound(red.text(text)),
+                             data={"outputs": red.value(outputs)},
+                             error_class="CommandFailed" if bad else None,
+                             error=f"device rejected: {', '.join(bad)}" if bad else None)
+        if ht.action == "network.config":
+            return self._config(conn, ht, ctx, timeout)
+        return self._verify(conn, ht, ctx, timeout)
+
+    def _config(self, conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
+        red = ctx.redactor
+        before = conn.send_command("show running-config", read_timeout=timeout)
+        if ht.check:
+            diff = candidate_diff(before, ht.spec.lines)
+            return ht.result(HostStatus.OK, changed=bool(diff), stdout=red.text(diff),
+                             data={"diff": red.text(diff), "check_mode": True})
+        try:
+            out = conn.send_config_set(ht.spec.lines, error_pattern=CONFIG_ERROR, read_timeout=timeout)
+        except Exception as exc:
+            if type(exc).__name__ == "ConfigInvalidException":
+                try:
+                    conn.exit_config_mode()
+                except Exception:  # noqa: BLE001,S110
+                    pass
+                return ht.result(HostStatus.FAILED, error_class="ConfigRejected",
+                                 error=red.text(str(exc).strip().splitlines()[-1] if str(exc).strip() else "rejected"),
+                                 stdout=bound(red.text(str(exc))))
+            raise
+        after = conn.send_command("show running-config", read_timeout=timeout)
+        diff = config_diff(before, after)
+        saved = None
+        if ht.spec.save and diff:
+            saved = conn.save_config()
+        return ht.result(HostStatus.CHANGED if diff else HostStatus.OK, changed=bool(diff),
+                         stdout=bound(red.text(diff or "no change")),
+                         stderr=bound(red.text(out)) if _CLI_ERROR.search(out) else "",
+                         data={"diff": red.text(diff), "saved": bool(saved)})
+
+    def _verify(self, conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
+        outcomes: list[CheckOutcome] = []
+        for check in ht.spec:
+            if check.kind != "show":
+                outcomes.append(CheckOutcome(check.name or check.kind, False,
+                                             f"check kind {check.kind!r} does not apply to a network device"))
+                continue
+            out = conn.send_command(check.show, read_timeout=timeout)
+            problems = ["device rejected the command"] if _CLI_ERROR.search(out) else []
+            outcomes.append(outcome(check, problems + text_assertions(check, out), "ok"))
+        failed = [o for o in outcomes if not o.passed]
+        lines = [f"{'PASS' if o.passed else 'FAIL'} {o.name}: {o.detail}" for o in outcomes]
+        return ht.result(HostStatus.FAILED if failed else HostStatus.OK, stdout=ctx.redactor.text("\n".join(lines)),
+                         data={"checks": [o.to_dict() for o in outcomes]},
+                         error_class="VerificationFailed" if failed else None,
+                         error="; ".join(f"{o.name}: {o.detail}" for o in failed) or None)

@@ -1,0 +1,194 @@
+"""RunRequest → Plan: the one funnel every trigger (CLI, CI, event, schedule) goes through.
+
+Building a plan loads the inventory and the runbook, validates both together,
+types the params and resolves each step's hosts. A plan is what a dry run prints.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError
+from opsflow.inventory import Inventory, load_inventory
+from opsflow.runbook.models import Param, Step
+from opsflow.runbook.validate import LoadedRunbook, load_runbook, resolve_playbook
+
+TRIGGERS = ("cli", "ci", "event", "schedule", "api")
+
+
+def default_inventory() -> str:
+    return os.environ.get("OPSFLOW_INVENTORY", "inventory")
+
+
+def who() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to start a run, whoever asks for it."""
+
+    runbook: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inventory: str = field(default_factory=default_inventory)
+    limit: str | None = None
+    trigger: str = "cli"
+    started_by: str = field(default_factory=who)
+    check: bool = False
+    parent_run: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    index: int
+    step: Step
+    hosts: list[str]
+    phase: str = "main"
+
+
+@dataclass
+class Plan:
+    request: RunRequest
+    loaded: LoadedRunbook
+    inventory: Inventory
+    params: dict[str, Any]
+    secrets: list[str]
+    targets: list[str]
+    steps: list[PlannedStep]
+    on_failure: list[PlannedStep]
+
+    @property
+    def name(self) -> str:
+        return self.loaded.runbook.name
+
+    def public_params(self) -> dict[str, Any]:
+        spec = self.loaded.runbook.params
+        return {k: ("********" if spec.get(k, Param()).secret else v) for k, v in self.params.items()}
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [{"index": ps.index, "name": ps.step.name, "action": ps.step.action, "hosts": ps.hosts,
+                 "phase": ps.phase} for ps in self.steps + self.on_failure]
+
+
+def coerce(name: str, param: Param, value: Any) -> Any:
+    """Type a param value (strings from -e or the environment are parsed)."""
+    kind = param.type
+    try:
+        if kind == "str":
+            return value if isinstance(value, str) else json.dumps(value) if isinstance(value, dict | list) else str(value)
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "yes", "1", "on"):
+                return True
+            if text in ("false", "no", "0", "off"):
+                return False
+            raise ValueError
+        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        if kind == "list" and isinstance(parsed, list):
+            return parsed
+        if kind == "dict" and isinstance(parsed, dict):
+            return parsed
+        raise ValueError
+    except (ValueError, TypeError, yaml.YAMLError):
+        raise UsageError(f"param {name!r}: {str(value)[:60]!r} is not a valid {kind}") from None
+
+
+def resolve_params(lrb: LoadedRunbook, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    rb, problems, out, secrets = lrb.runbook, [], {}, []
+    unknown = sorted(set(given) - set(rb.params))
+    if unknown:
+        declared = ", ".join(rb.params) or "none"
+        raise UsageError(f"{lrb.path}: unknown param(s) {', '.join(unknown)} (the runbook declares: {declared})")
+    for name, param in rb.params.items():
+        if name in given:
+            value = given[name]
+        elif f"OPSFLOW_PARAM_{name.upper()}" in os.environ:
+            value = os.environ[f"OPSFLOW_PARAM_{name.upper()}"]
+        elif param.default is not None:
+            value = param.default
+        elif param.is_required:
+            line, col = lrb.where("params", name)
+            problems.append(Diagnostic(str(lrb.path), line, col,
+                                       f"missing required param {name!r}: pass -e {name}=VALUE"
+                                       + (f" or set OPSFLOW_PARAM_{name.upper()}" if param.secret else "")))
+            continue
+        else:
+            value = None
+        if value is not None:
+            try:
+                value = coerce(name, param, value)
+            except UsageError as exc:
+                line, col = lrb.where("params", name)
+                problems.append(Diagnostic(str(lrb.path), line, col, str(exc)))
+                continue
+            if param.choices is not None and value not in param.choices:
+                line, col = lrb.where("params", name)
+                problems.append(Diagnostic(str(lrb.path), line, col,
+                                           f"param {name!r}: {value!r} is not one of {param.choices}"))
+                continue
+            if param.secret:
+                secrets.append(str(value))
+        out[name] = value
+    if problems:
+        raise RunbookError(problems)
+    return out, secrets
+
+
+def build_plan(request: RunRequest) -> Plan:
+    if request.trigger not in TRIGGERS:
+        raise UsageError(f"unknown trigger {request.trigger!r} (one of {', '.join(TRIGGERS)})")
+    inventory = load_inventory(request.inventory)
+    lrb = load_runbook(request.runbook, inventory)
+    params, secrets = resolve_params(lrb, request.params)
+    rb = lrb.runbook
+    targets = inventory.select(rb.targets)
+    limit = set(inventory.select(request.limit)) if request.limit else None
+    if limit is not None:
+        targets = [h for h in targets if h in limit]
+        if not targets:
+            raise InventoryError(f"--limit {request.limit!r} leaves no host of targets {rb.targets!r}")
+
+    def plan_steps(steps: list[Step], phase: str, offset: int) -> list[PlannedStep]:
+        out = []
+        for i, step in enumerate(steps):
+            hosts = inventory.select(step.hosts) if step.hosts else list(targets)
+            if limit is not None:
+                hosts = [h for h in hosts if h in limit]
+            if step.ansible:
+                playbook = resolve_playbook(lrb.root, lrb.path, step.ansible.playbook)
+                step = step.model_copy(update={"ansible": step.ansible.model_copy(update={"playbook": str(playbook)})})
+            out.append(PlannedStep(index=offset + i, step=step, hosts=hosts, phase=phase))
+        return out
+
+    main = plan_steps(rb.steps, "main", 0)
+    return Plan(request=request, loaded=lrb, inventory=inventory, params=params,
+                secrets=secrets + inventory.secrets(), targets=targets, steps=main,
+                on_failure=plan_steps(rb.on_failure, "on_failure", len(main)))
+
+
+def project_file(lrb: LoadedRunbook, name: str) -> str:
+    """A path named in a runbook, relative to the runbook or the project root."""
+    for candidate in (Path(name), lrb.path.parent / name, lrb.root / name):
+        if candidate.exists():
+            return str(candidate.resolve())
+    return name

@@ -1,0 +1,121 @@
+"""Result vocabulary: Status; StepResult (one step on one host) → RunResult."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class HostStatus(StrEnum):
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    UNREACHABLE = "unreachable"
+    SKIPPED = "skipped"
+    TIMEOUT = "timeout"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    ABANDONED = "abandoned"
+
+
+FAILING = frozenset({HostStatus.FAILED, HostStatus.UNREACHABLE, HostStatus.TIMEOUT})
+TERMINAL_RUN = frozenset(RunStatus) - {RunStatus.RUNNING}
+OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept per step and host
+
+
+def bound(text: str, limit: int = OUTPUT_LIMIT) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - limit} characters cut] …\n{text[-half:]}"
+
+
+@dataclass
+class StepResult:
+    """The outcome of one step on one host."""
+
+    step: str
+    host: str
+    status: HostStatus
+    step_index: int = 0
+    action: str = ""
+    changed: bool = False
+    rc: int | None = None
+    stdout: str = ""
+    stderr: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    error_class: str | None = None
+    error: str | None = None
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    attempts: int = 1
+    phase: str = "main"  # main | on_failure
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILING
+
+    def registered(self) -> dict[str, Any]:
+        """What `register:` exposes to later templates."""
+        return {"status": str(self.status), "changed": self.changed, "failed": self.failed, "rc": self.rc,
+                "stdout": self.stdout, "stderr": self.stderr, "stdout_lines": self.stdout.splitlines(),
+                **self.data}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["status"] = str(self.status)
+        out["duration"] = round(self.duration, 6)
+        return out
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    runbook: str
+    status: RunStatus
+    started_at: float
+    ended_at: float
+    hosts: dict[str, HostStatus]
+    steps: list[StepResult]
+    error: str | None = None
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended_at - self.started_at)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == RunStatus.SUCCEEDED else 1
+
+
+def host_outcome(results: list[StepResult]) -> HostStatus:
+    """A host's overall status from its step results (main phase decides)."""
+    main = [r for r in results if r.phase == "main"]
+    for bad in (HostStatus.UNREACHABLE, HostStatus.TIMEOUT, HostStatus.FAILED):
+        if any(r.status == bad and not r.data.get("ignored") for r in main):
+            return bad
+    if any(r.changed for r in main):
+        return HostStatus.CHANGED
+    if main and all(r.status == HostStatus.SKIPPED for r in main):
+        return HostStatus.SKIPPED
+    return HostStatus.OK
+
+
+def run_outcome(hosts: dict[str, HostStatus], error: str | None = None) -> RunStatus:
+    if error is not None:
+        return RunStatus.FAILED
+    failing = [h for h, s in hosts.items() if s in FAILING]
+    if not failing:
+        return RunStatus.SUCCEEDED
+    return RunStatus.FAILED if len(failing) == len(hosts) else RunStatus.PARTIAL

@@ -1,0 +1,1 @@
+"""Runbooks: YAML files with positions → validated, typed models."""

@@ -1,0 +1,219 @@
+"""Typed, frozen models of a runbook. The JSON Schema (`opsflow schema`) is generated from these."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Param(_Model):
+    type: Literal["str", "int", "float", "bool", "list", "dict"] = "str"
+    default: Any = None
+    required: bool | None = Field(None, description="Defaults to true when there is no default.")
+    secret: bool = Field(False, description="Never written to the store, logs or output.")
+    description: str = ""
+    choices: list[Any] | None = None
+
+    @property
+    def is_required(self) -> bool:
+        return self.required if self.required is not None else self.default is None
+
+
+def _number_or_template(value: float | str) -> float | str:
+    if isinstance(value, str):
+        if "{{" in value:
+            return value
+        try:
+            return float(value)
+        except ValueError:
+            raise ValueError(f"expected a number or a {{{{ template }}}}, got {value!r}") from None
+    return value
+
+
+# a number, or a template that renders to one when the step runs
+Number = Annotated[float | str, AfterValidator(_number_or_template)]
+
+
+def _argv(value: Any) -> Any:
+    """A command is an argv list; a string is split like a shell would, never run by one."""
+    if isinstance(value, str):
+        return shlex.split(value)
+    return value
+
+
+class CommandAction(_Model):
+    argv: list[str] = Field(min_length=1)
+    stdin: str | None = None
+    env: dict[str, str] = {}
+    chdir: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if isinstance(value, str | list):
+            return {"argv": _argv(value)}
+        if isinstance(value, dict) and "argv" in value:
+            return {**value, "argv": _argv(value["argv"])}
+        return value
+
+
+class AnsibleAction(_Model):
+    playbook: str
+    extra_vars: dict[str, Any] = {}
+    tags: list[str] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"playbook": value} if isinstance(value, str) else value
+
+
+class NetworkCommandAction(_Model):
+    commands: list[str] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"commands": [value]}
+        if isinstance(value, list):
+            return {"commands": value}
+        return value
+
+
+class NetworkConfigAction(_Model):
+    lines: list[str] = Field(min_length=1)
+    save: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"lines": value} if isinstance(value, list) else value
+
+
+CHECK_KINDS = (
+    "file", "service", "port", "package", "command", "process",
+    "disk_free", "memory_free", "testinfra", "show",
+)
+
+
+class Check(_Model):
+    """One assertion. Exactly one of the kind keys (file, service, port, …) is set."""
+
+    name: str | None = None
+    # kinds
+    file: str | None = None
+    service: str | None = None
+    port: int | str | None = Field(None, description="22, or a testinfra socket URL like tcp://0.0.0.0:22")
+    package: str | None = None
+    command: str | list[str] | None = None
+    process: str | None = Field(None, description="a process command name that must be running")
+    disk_free: str | None = Field(None, description="a mount path; use with min_mb or min_percent")
+    memory_free: bool | None = Field(None, description="use with min_mb")
+    testinfra: str | None = Field(None, description="a testinfra test file, run against each host")
+    show: str | None = Field(None, description="a show command on a network device")
+    # expectations
+    exists: bool | None = None
+    is_directory: bool | None = None
+    contains: str | None = None
+    not_contains: str | None = None
+    matches: str | None = None
+    mode: str | None = Field(None, description="octal, e.g. '0644'")
+    owner: str | None = None
+    running: bool | None = None
+    enabled: bool | None = None
+    listening: bool | None = None
+    installed: bool | None = None
+    rc: Annotated[int | str, AfterValidator(_number_or_template)] | None = None
+    min_mb: Number | None = None
+    min_percent: Number | None = None
+    value: str | None = Field(None, description="regex with one group: the parsed value compared with ge/le/eq")
+    ge: Number | None = None
+    le: Number | None = None
+    eq: str | float | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Check:
+        kinds = [k for k in CHECK_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a check needs exactly one of {', '.join(CHECK_KINDS)}; got {kinds or 'none'}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
+
+
+ACTION_KEYS = ("ansible", "command", "network.command", "network.config", "verify", "local")
+
+
+class Step(_Model):
+    name: str = Field(min_length=1)
+    hosts: str | None = Field(None, description="inventory pattern overriding the runbook targets")
+    when: str | None = Field(None, description="Jinja2 expression; the step runs on a host only when true")
+    retries: int = Field(0, ge=0)
+    delay: float = Field(1.0, ge=0)
+    timeout: float | None = Field(None, gt=0, description="seconds per attempt")
+    register_as: str | None = Field(None, alias="register", pattern=IDENT,
+                                    description="name this step's result for later steps")
+    ignore_errors: bool = False
+    changed_when: str | bool | None = None
+    failed_when: str | bool | None = None
+    # actions: exactly one
+    ansible: AnsibleAction | None = None
+    command: CommandAction | None = None
+    network_command: NetworkCommandAction | None = Field(None, alias="network.command")
+    network_config: NetworkConfigAction | None = Field(None, alias="network.config")
+    verify: list[Check] | None = None
+    local: CommandAction | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_action(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            found = [k for k in ACTION_KEYS if k in value]
+            if len(found) != 1:
+                raise ValueError(
+                    f"a step needs exactly one action ({', '.join(ACTION_KEYS)}); got {', '.join(found) or 'none'}"
+                )
+        return value
+
+    @property
+    def action(self) -> str:
+        for key in ACTION_KEYS:
+            if getattr(self, key.replace(".", "_")) is not None:
+                return key
+        raise AssertionError("validated step without action")
+
+    @property
+    def spec(self) -> Any:
+        return getattr(self, self.action.replace(".", "_"))
+
+
+class Runbook(_Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    targets: str = Field(min_length=1, description="inventory pattern: group, host, a:b, a:!b, a:&b")
+    params: dict[str, Param] = {}
+    concurrency: int = Field(20, ge=1, le=1000)
+    timeout: float | None = Field(None, gt=0, description="overall seconds for the run")
+    steps: list[Step] = Field(min_length=1)
+    on_failure: list[Step] = []
+
+    @field_validator("params")
+    @classmethod
+    def _param_names(cls, value: dict[str, Param]) -> dict[str, Param]:
+        import re
+
+        for key in value:
+            if not re.match(IDENT, key):
+                raise ValueError(f"param name {key!r} is not an identifier")
+        return value

@@ -1,0 +1,215 @@
+"""Runbook validation: schema, unknown keys, types, templates, playbooks, targets.
+
+Every problem is reported as ``file:line:col: message``; all problems of a file at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from opsflow.errors import Diagnostic, InventoryError, RunbookError
+from opsflow.inventory.models import Inventory
+from opsflow.runbook import render
+from opsflow.runbook.models import Check, Runbook, Step
+from opsflow.yamlpos import PosDict, PosList, load_text, position
+
+
+@dataclass(frozen=True)
+class LoadedRunbook:
+    """A validated runbook together with where it came from."""
+
+    runbook: Runbook
+    path: Path
+    tree: PosDict
+    text: str
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    @property
+    def root(self) -> Path:
+        return project_root(self.path)
+
+    def where(self, *loc: str | int, value: bool = False) -> tuple[int, int]:
+        return position(self.tree, loc, value)
+
+
+def project_root(path: Path) -> Path:
+    """The directory holding runbooks/ and playbooks/ (nearest ancestor with playbooks/)."""
+    for parent in path.resolve().parents:
+        if (parent / "playbooks").is_dir():
+            return parent
+    return path.resolve().parent.parent if path.resolve().parent.name == "runbooks" else path.resolve().parent
+
+
+def resolve_playbook(root: Path, runbook_path: Path, name: str) -> Path | None:
+    for candidate in (Path(name), runbook_path.parent / name, root / "playbooks" / name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _pydantic_diagnostics(exc: ValidationError, tree: Any, filename: str) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    seen: set[tuple[Any, ...]] = set()
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        tree_loc = tuple(p for p in loc if p not in ("str", "int", "list[str]", "dict[str,any]", "bool", "float"))
+        key = (tree_loc, err["type"])
+        if key in seen:
+            continue
+        seen.add(key)
+        line, col = position(tree, tree_loc)
+        where = ".".join(str(p) for p in tree_loc) or "runbook"
+        if err["type"] == "extra_forbidden":
+            name = str(tree_loc[-1])
+            model = _model_at(tree_loc[:-1])
+            hint = ""
+            if model is not None:
+                close = difflib.get_close_matches(name, _allowed_keys(model), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(_allowed_keys(model))}"
+            msg = f"unknown key {name!r}{hint}"
+        elif err["type"] == "missing":
+            msg = f"missing required key {str(tree_loc[-1])!r}"
+        else:
+            text = err["msg"].removeprefix("Value error, ")
+            msg = f"{where}: {text}"
+            if err["type"] not in ("value_error", "assertion_error") and "input" in err:
+                msg += f" (got {type(err['input']).__name__} {str(err['input'])[:60]!r})"
+        out.append(Diagnostic(filename, line, col, msg))
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class that validates the mapping at a path of the runbook tree."""
+    from opsflow.runbook import models as m
+
+    if not loc:
+        return Runbook
+    if loc[0] in ("steps", "on_failure"):
+        if len(loc) == 2:
+            return Step
+        if len(loc) >= 3:
+            sub = {"ansible": m.AnsibleAction, "command": m.CommandAction, "local": m.CommandAction,
+                   "network.command": m.NetworkCommandAction, "network.config": m.NetworkConfigAction}
+            if loc[2] == "verify":
+                return Check
+            return sub.get(str(loc[2]))
+    if loc[0] == "params" and len(loc) == 2:
+        return m.Param
+    return None
+
+
+def _template_diagnostics(lrb: LoadedRunbook, known: set[str] | None) -> list[Diagnostic]:
+    """Templates compile; with an inventory, every variable a template names is known."""
+    rb, out = lrb.runbook, []
+    registered: set[str] = set()
+    base = set(rb.params) | render.BUILTINS
+
+    def walk(node: Any, loc: tuple[str | int, ...], names: set[str], expr: bool = False) -> None:
+        if isinstance(node, str):
+            if not (expr or render.is_template(node)):
+                return
+            problem, used = render.check_syntax(node, expression=expr)
+            line, col = lrb.where(*loc, value=True)
+            if problem:
+                out.append(Diagnostic(str(lrb.path), line, col, problem))
+            elif known is not None:
+                for name in sorted(used - names - known):
+                    out.append(Diagnostic(str(lrb.path), line, col,
+                                          f"undefined template variable {name!r}: not a param, registered "
+                                          "result or inventory variable (declare it under params:)"))
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, (*loc, k), names, expr=k in ("when", "changed_when", "failed_when") and len(loc) == 2)
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*loc, i), names)
+
+    for section in ("steps", "on_failure"):
+        raw = lrb.tree.get(section) or []
+        for i, step in enumerate(raw):
+            walk(step, (section, i), base | registered)
+            if isinstance(step, dict) and isinstance(step.get("register"), str):
+                registered.add(step["register"])
+    return out
+
+
+def _semantic_diagnostics(lrb: LoadedRunbook, inventory: Inventory | None) -> list[Diagnostic]:
+    rb, f, out = lrb.runbook, str(lrb.path), []
+    known = None
+    if inventory is not None:
+        known = {k for h in inventory.hosts.values() for k in h.vars}
+    out += _template_diagnostics(lrb, known)
+    for section in ("steps", "on_failure"):
+        for i, step in enumerate(getattr(rb, section)):
+            if step.ansible and resolve_playbook(lrb.root, lrb.path, step.ansible.playbook) is None:
+                line, col = lrb.where(section, i, "ansible")
+                out.append(Diagnostic(f, line, col, f"playbook {step.ansible.playbook!r} not found "
+                                      f"(looked in {lrb.root / 'playbooks'} and {lrb.path.parent})"))
+            if step.hosts and inventory is not None:
+                try:
+                    inventory.select(step.hosts)
+                except InventoryError as exc:
+                    line, col = lrb.where(section, i, "hosts", value=True)
+                    out.append(Diagnostic(f, line, col, str(exc)))
+    if inventory is not None:
+        try:
+            if not inventory.select(rb.targets):
+                line, col = lrb.where("targets", value=True)
+                out.append(Diagnostic(f, line, col, f"targets {rb.targets!r} match no host"))
+        except InventoryError as exc:
+            line, col = lrb.where("targets", value=True)
+            out.append(Diagnostic(f, line, col, str(exc)))
+    for name, param in rb.params.items():
+        if param.secret and param.default is not None:
+            line, col = lrb.where("params", name, "default")
+            out.append(Diagnostic(f, line, col, f"secret param {name!r} must not have a default in the file; "
+                                  "pass it with -e or the environment"))
+    return out
+
+
+def load_runbook(path: str | Path, inventory: Inventory | None = None) -> LoadedRunbook:
+    """Load and validate a runbook file; raise RunbookError with every problem found."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunbookError([Diagnostic(str(p), 1, 1, f"cannot read runbook: {exc}")]) from exc
+    tree = load_text(text, str(p))
+    if not isinstance(tree, PosDict):
+        raise RunbookError([Diagnostic(str(p), 1, 1, "a runbook must be a YAML mapping with name, targets, steps")])
+    try:
+        runbook = Runbook.model_validate(tree)
+    except ValidationError as exc:
+        raise RunbookError(_pydantic_diagnostics(exc, tree, str(p))) from None
+    lrb = LoadedRunbook(runbook=runbook, path=p, tree=tree, text=text)
+    problems = _semantic_diagnostics(lrb, inventory)
+    if problems:
+        raise RunbookError(problems)
+    return lrb
+
+
+def find_runbooks(paths: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            out += sorted(x for x in p.rglob("*") if x.suffix in (".yml", ".yaml") and x.is_file())
+        else:
+            out.append(p)
+    return out
+
+
+__all__ = ["LoadedRunbook", "PosList", "find_runbooks", "load_runbook", "project_root", "resolve_playbook"]

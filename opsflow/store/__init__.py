@@ -1,0 +1,30 @@
+"""The run store: one interface, SQLite by default, PostgreSQL for teams.
+
+``open_store(url)``: ``None`` → ``$OPSFLOW_DB`` → ``$OPSFLOW_HOME/opsflow.db``;
+``postgresql://…`` selects PostgreSQL (needs ``pip install opsflow[postgres]``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from opsflow.store.base import RunRecord, Store
+from opsflow.store.sql import SqlStore
+
+__all__ = ["RunRecord", "Store", "default_url", "home", "open_store"]
+
+
+def home() -> Path:
+    return Path(os.environ.get("OPSFLOW_HOME") or Path.home() / ".opsflow")
+
+
+def default_url() -> str:
+    return os.environ.get("OPSFLOW_DB") or str(home() / "opsflow.db")
+
+
+def open_store(url: str | None = None, reap: bool = True) -> Store:
+    store = SqlStore.connect(url or default_url())
+    if reap:
+        store.reap()
+    return store

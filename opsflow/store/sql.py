@@ -1,0 +1,226 @@
+"""SQL implementation of the store for SQLite (default) and PostgreSQL.
+
+Each result is committed as it happens, so a killed run leaves its finished steps
+on record; ``reap()`` marks runs whose process died as ``abandoned``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from opsflow.errors import StoreError
+from opsflow.results import RunStatus, StepResult
+from opsflow.store.base import RunRecord
+
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS opsflow_meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_path TEXT, runbook_hash TEXT, params TEXT,
+  trigger TEXT, started_by TEXT, status TEXT NOT NULL, check_mode INTEGER DEFAULT 0,
+  started_at DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION, duration DOUBLE PRECISION,
+  pid INTEGER, pid_start TEXT, node TEXT, error TEXT, hosts TEXT, parent_run TEXT, inventory TEXT);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_runbook ON runs (runbook, started_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS results (
+  id {serial}, run_id TEXT NOT NULL, step_index INTEGER, step TEXT, action TEXT, host TEXT, phase TEXT,
+  status TEXT, changed INTEGER, rc INTEGER, started_at DOUBLE PRECISION, ended_at DOUBLE PRECISION,
+  duration DOUBLE PRECISION, attempts INTEGER, stdout TEXT, stderr TEXT, data TEXT, error_class TEXT,
+  error TEXT);
+CREATE INDEX IF NOT EXISTS results_run ON results (run_id, step_index);
+"""
+
+_RUN_COLS = ("id", "runbook", "runbook_path", "runbook_hash", "params", "trigger", "started_by", "status",
+             "check_mode", "started_at", "ended_at", "duration", "pid", "pid_start", "node", "error", "hosts",
+             "parent_run", "inventory")
+_RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "status", "changed", "rc",
+                "started_at", "ended_at", "duration", "attempts", "stdout", "stderr", "data", "error_class",
+                "error")
+
+
+def process_start(pid: int) -> str:
+    """A token that tells a live process from a later one reusing its pid."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, start: str) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not start or process_start(pid) == start
+
+
+class SqlStore:
+    def __init__(self, url: str, conn: Any, dialect: str) -> None:
+        self.url = url
+        self._conn = conn
+        self._dialect = dialect
+        self._lock = threading.Lock()
+
+    # ---- connection ------------------------------------------------------------------
+    @classmethod
+    def connect(cls, url: str) -> SqlStore:
+        if url.startswith(("postgresql://", "postgres://")):
+            try:
+                import psycopg
+            except ImportError as exc:
+                raise StoreError("PostgreSQL store needs psycopg: pip install 'opsflow[postgres]'") from exc
+            try:
+                conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
+            except psycopg.Error as exc:
+                raise StoreError(f"cannot connect to PostgreSQL store: {str(exc).strip()}") from exc
+            store = cls(_redact_url(url), conn, "postgres")
+        else:
+            path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA busy_timeout=30000")
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open store {path}: {exc}") from exc
+            store = cls(str(path), conn, "sqlite")
+        store._migrate()
+        return store
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self._dialect == "postgres" else sql
+
+    def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                cur = self._conn.execute(self._sql(sql), args)
+                return list(cur.fetchall()) if cur.description else []
+            except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg errors alike
+                raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        serial = "BIGSERIAL PRIMARY KEY" if self._dialect == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"
+        for stmt in _DDL.format(serial=serial).split(";"):
+            if stmt.strip():
+                self._exec(stmt)
+        rows = self._exec("SELECT value FROM opsflow_meta WHERE key = 'schema'")
+        if not rows:
+            self._exec("INSERT INTO opsflow_meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(rows[0][0]) > SCHEMA_VERSION:
+            raise StoreError(f"store {self.url} has schema {rows[0][0]}, newer than this opsflow "
+                             f"({SCHEMA_VERSION}); upgrade opsflow")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ---- writes ----------------------------------------------------------------------
+    def create_run(self, record: RunRecord) -> None:
+        values = {
+            "id": record.id, "runbook": record.runbook, "runbook_path": record.runbook_path,
+            "runbook_hash": record.runbook_hash, "params": json.dumps(record.params, default=str),
+            "trigger": record.trigger, "started_by": record.started_by, "status": str(record.status),
+            "check_mode": int(record.check_mode), "started_at": record.started_at, "ended_at": None,
+            "duration": None, "pid": record.pid or os.getpid(),
+            "pid_start": record.pid_start or process_start(os.getpid()),
+            "node": record.node or socket.gethostname(), "error": None, "hosts": json.dumps(record.hosts),
+            "parent_run": record.parent_run, "inventory": record.inventory,
+        }
+        cols = ", ".join(_RUN_COLS)
+        marks = ", ".join("?" for _ in _RUN_COLS)
+        self._exec(f"INSERT INTO runs ({cols}) VALUES ({marks})", tuple(values[c] for c in _RUN_COLS))
+
+    def add_result(self, run_id: str, r: StepResult) -> None:
+        row = (run_id, r.step_index, r.step, r.action, r.host, r.phase, str(r.status), int(r.changed), r.rc,
+               r.started_at, r.ended_at, r.duration, r.attempts, r.stdout, r.stderr,
+               json.dumps(r.data, default=str), r.error_class, r.error)
+        marks = ", ".join("?" for _ in _RESULT_COLS)
+        self._exec(f"INSERT INTO results ({', '.join(_RESULT_COLS)}) VALUES ({marks})", row)
+
+    def finish_run(self, run_id: str, status: RunStatus, ended_at: float, hosts: dict[str, str],
+                   error: str | None = None) -> None:
+        self._exec("UPDATE runs SET status = ?, ended_at = ?, duration = ? - started_at, hosts = ?, error = ? "
+                   "WHERE id = ?", (str(status), ended_at, ended_at, json.dumps(hosts), error, run_id))
+
+    def reap(self) -> list[str]:
+        """Mark runs of this node whose process is gone as abandoned; return their ids."""
+        rows = self._exec("SELECT id, pid, pid_start FROM runs WHERE status = ? AND node = ?",
+                          (str(RunStatus.RUNNING), socket.gethostname()))
+        dead = [rid for rid, pid, start in rows if not _alive(int(pid or 0), start or "")]
+        now = time.time()
+        for rid in dead:
+            last = self._exec("SELECT MAX(ended_at) FROM results WHERE run_id = ?", (rid,))
+            ended = last[0][0] if last and last[0][0] else now
+            self._exec("UPDATE runs SET status = ?, ended_at = ?, duration = ? - started_at, error = ? "
+                       "WHERE id = ? AND status = ?",
+                       (str(RunStatus.ABANDONED), ended, ended,
+                        "the opsflow process running it died (found by a later opsflow start)", rid,
+                        str(RunStatus.RUNNING)))
+        return dead
+
+    # ---- reads -----------------------------------------------------------------------
+    def _run_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        d = dict(zip(_RUN_COLS, row, strict=True))
+        d["params"] = json.loads(d["params"] or "{}")
+        d["hosts"] = json.loads(d["hosts"] or "{}")
+        d["check_mode"] = bool(d["check_mode"])
+        return d
+
+    def history(self, runbook: str | None = None, status: str | None = None, since: float | None = None,
+                limit: int = 50) -> list[dict[str, Any]]:
+        where, args = [], []
+        if runbook:
+            where.append("runbook = ?")
+            args.append(runbook)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(since)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._exec(f"SELECT {', '.join(_RUN_COLS)} FROM runs {clause} ORDER BY started_at DESC LIMIT ?",
+                          (*args, limit))
+        return [self._run_dict(r) for r in rows]
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._exec(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            rows = self._exec(f"SELECT {', '.join(_RUN_COLS)} FROM runs WHERE id LIKE ? ORDER BY started_at "
+                              "DESC LIMIT 2", (run_id + "%",))
+            if len(rows) != 1:
+                return None
+        return self._run_dict(rows[0])
+
+    def results(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._exec(f"SELECT {', '.join(_RESULT_COLS)} FROM results WHERE run_id = ? ORDER BY id",
+                          (run_id,))
+        out = []
+        for row in rows:
+            d = dict(zip(_RESULT_COLS, row, strict=True))
+            d["data"] = json.loads(d["data"] or "{}")
+            d["changed"] = bool(d["changed"])
+            out.append(d)
+        return out
+
+
+def _redact_url(url: str) -> str:
+    """Never show a password that is part of a database URL."""
+    import re
+
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1********@", url)

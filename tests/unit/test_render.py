@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from opsflow.errors import TemplateError
+from opsflow.redact import MASK, Redactor
+from opsflow.runbook import render
+
+
+def test_values_are_data_not_templates() -> None:
+    ctx = {"msg": "{{ 7*7 }} $(id) `id`; rm -rf /"}
+    assert render.render("echo {{ msg }}", ctx) == "echo {{ 7*7 }} $(id) `id`; rm -rf /"
+    assert render.render(["{{ msg }}"], ctx) == ["{{ 7*7 }} $(id) `id`; rm -rf /"]
+
+
+def test_single_expression_keeps_type() -> None:
+    assert render.render("{{ n }}", {"n": 5}) == 5
+    assert render.render("n={{ n }}", {"n": 5}) == "n=5"
+
+
+def test_undefined_variable_names_it() -> None:
+    with pytest.raises(TemplateError, match="'missing' is undefined"):
+        render.render("x {{ missing }}", {})
+
+
+def test_sandbox_refuses_escape() -> None:
+    with pytest.raises(TemplateError, match="sandbox|unsafe"):
+        render.render("{{ ''.__class__.__mro__[1].__subclasses__() }}", {})
+
+
+def test_conditions() -> None:
+    assert render.evaluate("x > 2", {"x": 3}) is True
+    assert render.evaluate("{{ x > 2 }}", {"x": 1}) is False
+    assert render.evaluate(False, {}) is False
+
+
+def test_check_syntax_reports_names() -> None:
+    err, names = render.check_syntax("{% for i in items %}{{ i }}{{ y }}{% endfor %}")
+    assert err is None and names == {"items", "y"}
+    err, _ = render.check_syntax("{{ x ")
+    assert err and "syntax" in err
+
+
+def test_redactor() -> None:
+    r = Redactor(["s3cret-value", "ab"])
+    assert r.text("token=s3cret-value!") == f"token={MASK}!"
+    assert r.value({"a": ["s3cret-value"]}) == {"a": [MASK]}
+    assert r.text("ab stays") == "ab stays"  # too short to mask safely
