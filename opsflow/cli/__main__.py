@@ -1,0 +1,3 @@
+from opsflow.cli import main
+
+main()

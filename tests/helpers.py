@@ -1,0 +1,62 @@
+"""Helpers shared by the integration tests: run the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Cli:
+    home: Path
+    inventory: Path
+
+    @property
+    def db(self) -> Path:
+        return self.home / "opsflow.db"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in ("OPSFLOW_DB", "CI")}
+        env.update(OPSFLOW_HOME=str(self.home), OPSFLOW_INVENTORY=str(self.inventory), COLUMNS="200",
+                   PYTHONPATH=str(ROOT))
+        return env
+
+    def run(self, *args: str, timeout: float = 300, check_rc: int | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([sys.executable, "-m", "opsflow", *args], capture_output=True, text=True,
+                              env=self.env(), timeout=timeout, cwd=ROOT)
+        if check_rc is not None:
+            assert proc.returncode == check_rc, f"rc {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "opsflow", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=self.env(), cwd=ROOT)
+
+    def run_json(self, *args: str, rc: int = 0) -> dict[str, Any]:
+        proc = self.run("run", *args, "--json", check_rc=rc)
+        data: dict[str, Any] = json.loads(proc.stdout)
+        return data
+
+    def history(self) -> list[dict[str, Any]]:
+        proc = self.run("history", "--json", check_rc=0)
+        rows: list[dict[str, Any]] = json.loads(proc.stdout)
+        return rows
+
+
+def write_runbook(directory: Path, name: str, text: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def by_step(run: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(r["step"], r["host"]): r for r in run["results"]}
