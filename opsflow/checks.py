@@ -22,6 +22,8 @@ def describe(check: Check) -> str:
     if check.name:
         return check.name
     target = getattr(check, check.kind)
+    if isinstance(target, bool):
+        return check.kind
     if isinstance(target, list):
         target = " ".join(target)
     return f"{check.kind} {target}"
@@ -60,10 +62,10 @@ def compare(raw: str, check: Check) -> list[str]:
             number = float(raw)
         except ValueError:
             return [*problems, f"value {raw!r} is not a number"]
-        if check.ge is not None and number < check.ge:
-            problems.append(f"value {number:g} < {check.ge:g}")
-        if check.le is not None and number > check.le:
-            problems.append(f"value {number:g} > {check.le:g}")
+        if check.ge is not None and number < float(check.ge):
+            problems.append(f"value {number:g} < {float(check.ge):g}")
+        if check.le is not None and number > float(check.le):
+            problems.append(f"value {number:g} > {float(check.le):g}")
     return problems
 
 

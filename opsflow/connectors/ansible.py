@@ -9,6 +9,7 @@ is removed after each step.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -66,8 +67,10 @@ class AnsibleConnector:
         vars_file = private / "extra_vars.yml"
         vars_file.write_text(yaml.dump(_unsafe(spec.extra_vars), Dumper=_UnsafeDumper))
         vars_file.chmod(0o600)
-        binary = Path(sys.executable).parent / "ansible-playbook"
+        # ansible-playbook of the same environment as opsflow, even when that is not on PATH
+        bindir = str(Path(sys.executable).parent)
         env = {
+            "PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "ANSIBLE_SSH_ARGS": f"-F {ctx.ssh_config}",
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(ctx.control_dir),
             "ANSIBLE_SSH_CONTROL_PATH": f"{ctx.control_dir}/%%C",
@@ -119,7 +122,7 @@ class AnsibleConnector:
             runner = ansible_runner.run(
                 private_data_dir=str(private), playbook=str(spec.playbook), inventory=str(private / "inventory"),
                 envvars=env, cmdline=" ".join(cmdline), quiet=True, event_handler=on_event,
-                binary=str(binary) if binary.exists() else None, timeout=int(first.timeout) if first.timeout else None,
+                timeout=int(first.timeout) if first.timeout else None,
                 suppress_env_files=True,
             )
             rc, runner_status = runner.rc, runner.status

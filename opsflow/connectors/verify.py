@@ -78,10 +78,7 @@ class ServerVerifyConnector(PerHostConnector):
                 problems += expect(check.enabled, svc.is_enabled, "enabled")
             return outcome(check, problems, "running" if not problems else "")
         if kind == "port":
-            self._run(host, "true")
-            spec = check.port if isinstance(check.port, str) and "://" in check.port else f"tcp://{check.port}"
-            return outcome(check, expect(check.listening, host.socket(spec).is_listening, "listening"),
-                           "listening")
+            return self._port(host, check)
         if kind == "package":
             self._run(host, "true")
             return outcome(check, expect(check.installed, host.package(check.package).is_installed,
@@ -95,7 +92,8 @@ class ServerVerifyConnector(PerHostConnector):
             res = self._run(host, "cat /proc/meminfo")
             avail = next((int(line.split()[1]) for line in res.stdout.splitlines()
                           if line.startswith("MemAvailable:")), 0) / 1024
-            problems = [f"{avail:.0f} MB available < {check.min_mb:g} MB"] if check.min_mb and avail < check.min_mb else []
+            need = float(check.min_mb or 0)
+            problems = [f"{avail:.0f} MB available < {need:g} MB"] if avail < need else []
             return outcome(check, problems, f"{avail:.0f} MB available")
         if kind == "testinfra":
             return self._testinfra(check, task, ctx)
@@ -119,6 +117,22 @@ class ServerVerifyConnector(PerHostConnector):
             problems += text_assertions(check, f.content_string)
         return outcome(check, problems, "exists")
 
+    def _port(self, host: Any, check: Check) -> CheckOutcome:
+        """Listening on the port on any address (``22``, ``udp:53``), or a testinfra socket URL."""
+        spec = str(check.port)
+        if "://" in spec:
+            self._run(host, "true")
+            return outcome(check, expect(check.listening, host.socket(spec).is_listening, "listening"), "listening")
+        proto, _, port = spec.rpartition(":")
+        flag = "-Hlnu" if proto == "udp" else "-Hlnt"
+        res = self._run(host, f"ss {flag}")
+        if res.rc != 0:
+            return outcome(check, [f"ss failed: {res.stderr.strip()}"])
+        local = [line.split()[3] for line in res.stdout.splitlines() if len(line.split()) >= 4]
+        found = [a for a in local if a.rsplit(":", 1)[-1] == port]
+        return outcome(check, expect(check.listening, bool(found), "listening"),
+                       f"listening on {', '.join(found)}" if found else "not listening")
+
     def _disk(self, host: Any, check: Check) -> CheckOutcome:
         res = self._run(host, f"df -Pk {shlex.quote(check.disk_free or '/')}")
         rows = res.stdout.strip().splitlines()
@@ -128,10 +142,10 @@ class ServerVerifyConnector(PerHostConnector):
         total_kb, avail_kb = int(cols[1]), int(cols[3])
         free_mb, pct = avail_kb / 1024, 100.0 * avail_kb / max(total_kb, 1)
         problems = []
-        if check.min_mb is not None and free_mb < check.min_mb:
-            problems.append(f"{free_mb:.0f} MB free < {check.min_mb:g} MB")
-        if check.min_percent is not None and pct < check.min_percent:
-            problems.append(f"{pct:.1f}% free < {check.min_percent:g}%")
+        if check.min_mb is not None and free_mb < float(check.min_mb):
+            problems.append(f"{free_mb:.0f} MB free < {float(check.min_mb):g} MB")
+        if check.min_percent is not None and pct < float(check.min_percent):
+            problems.append(f"{pct:.1f}% free < {float(check.min_percent):g}%")
         if check.ge is not None or check.le is not None:
             problems += compare(str(free_mb), check)
         return outcome(check, problems, f"{free_mb:.0f} MB free ({pct:.1f}%)")

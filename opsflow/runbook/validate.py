@@ -91,7 +91,7 @@ def _pydantic_diagnostics(exc: ValidationError, tree: Any, filename: str) -> lis
     return out
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...]) -> Any:
     """The model class that validates the mapping at a path of the runbook tree."""
     from opsflow.runbook import models as m
 

@@ -78,6 +78,7 @@ class SqlStore:
     # ---- connection ------------------------------------------------------------------
     @classmethod
     def connect(cls, url: str) -> SqlStore:
+        conn: Any
         if url.startswith(("postgresql://", "postgres://")):
             try:
                 import psycopg
@@ -183,7 +184,8 @@ class SqlStore:
 
     def history(self, runbook: str | None = None, status: str | None = None, since: float | None = None,
                 limit: int = 50) -> list[dict[str, Any]]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if runbook:
             where.append("runbook = ?")
             args.append(runbook)
