@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import sqlite3
 import time
@@ -62,7 +63,7 @@ def test_maintenance_rotates_and_keeps_n(cli: Cli, lab: Any) -> None:
 
 
 def test_ansible_playbook_step_and_literal_event_data(cli: Cli, lab: Any) -> None:
-    message = "alert {{ 7*7 }} $(id) `whoami`; echo pwned"
+    message = f"alert {time.time_ns()} {{{{ 7*7 }}}} $(id) `whoami`; echo pwned"
     run = cli.run_json(str(ROOT / "runbooks/deploy-motd.yaml"), "--limit", "srv1:srv2", "-e", f"message={message}")
     assert run["status"] == "succeeded", json.dumps(run, indent=1)[:3000]
     steps = by_step(run)
@@ -96,16 +97,17 @@ def test_command_args_reach_target_literally(cli: Cli, tmp_path: Path, lab: Any)
 
 
 def test_router_static_route_with_diff(cli: Cli, lab: Any) -> None:
-    run = cli.run_json(str(ROOT / "runbooks/router-static-route.yaml"), "-e", "prefix=198.51.100.0/24")
+    prefix = f"198.51.{random.randint(100, 199)}.0/24"
+    run = cli.run_json(str(ROOT / "runbooks/router-static-route.yaml"), "-e", f"prefix={prefix}")
     assert run["status"] == "succeeded", json.dumps(run, indent=1)[:3000]
     steps = by_step(run)
     for rtr in ("rtr1", "rtr2"):
         add = steps[("add route", rtr)]
-        assert add["status"] == "changed" and "+ip route 198.51.100.0/24 Null0" in add["data"]["diff"]
+        assert add["status"] == "changed" and f"+ip route {prefix} Null0" in add["data"]["diff"]
         assert add["data"]["saved"] is True
         assert steps[("route is configured", rtr)]["status"] == "ok"
-        assert "198.51.100.0/24" in steps[("routing table", rtr)]["stdout"]
-    again = cli.run_json(str(ROOT / "runbooks/router-static-route.yaml"), "-e", "prefix=198.51.100.0/24",
+        assert prefix in steps[("routing table", rtr)]["stdout"]
+    again = cli.run_json(str(ROOT / "runbooks/router-static-route.yaml"), "-e", f"prefix={prefix}",
                          "--limit", "rtr1")
     assert by_step(again)[("add route", "rtr1")]["status"] == "ok"  # no diff, no change
 
@@ -171,11 +173,11 @@ def test_host_cut_off_mid_run_is_unreachable_others_go_on(cli: Cli, tmp_path: Pa
         targets: srv1:srv2:srv3
         steps:
           - name: first
-            command: [true]
+            command: ["true"]
           - name: wait
             command: [sleep, "2"]
           - name: last
-            command: [true]
+            command: ["true"]
     """)
     proc = cli.popen("run", str(rb), "--json")
     try:
@@ -260,7 +262,7 @@ def test_sigkill_leaves_finished_steps_and_run_is_abandoned(cli: Cli, tmp_path: 
         targets: srv1
         steps:
           - name: quick
-            command: [true]
+            command: ["true"]
           - name: long
             command: [sleep, "30"]
     """)

@@ -175,5 +175,13 @@ def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: 
             os.killpg(proc.pid, 9)
         except ProcessLookupError:
             pass
-        out, err = proc.communicate()
-        return None, out, err, True
+        try:
+            # a multiplexed ssh client hands its pipes to the master: do not wait for the remote end
+            out, err = proc.communicate(timeout=1)
+        except subprocess.TimeoutExpired:
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
+            proc.wait()
+            out, err = "", ""
+        return None, out or "", err or "", True

@@ -44,6 +44,12 @@ def classify_ssh_failure(stderr: str) -> tuple[HostStatus, str] | None:
 
 
 class CommandConnector(PerHostConnector):
+    @staticmethod
+    def _connection_lost(task: HostTask, ctx: RunContext) -> tuple[HostStatus, str] | None:
+        """rc 255 with nothing said: ssh's own failure only if the shared connection is gone."""
+        rc, _, _, _ = run_process(["ssh", "-F", str(ctx.ssh_config), "-O", "check", task.host.name], None, 5)
+        return (HostStatus.UNREACHABLE, "ConnectionLost") if rc != 0 else None
+
     def run_one(self, task: HostTask, ctx: RunContext) -> StepResult:
         spec = task.spec
         argv = ["ssh", "-F", str(ctx.ssh_config), task.host.name, "--",
@@ -58,10 +64,10 @@ class CommandConnector(PerHostConnector):
             return task.result(HostStatus.TIMEOUT, error_class="StepTimeout",
                                error=f"no answer within {task.timeout:g} s", **common)
         if rc == 255:
-            failure = classify_ssh_failure(err)
+            failure = classify_ssh_failure(err) or self._connection_lost(task, ctx)
             if failure:
                 status, cls = failure
-                msg = err.strip().splitlines()[-1] if err.strip() else "ssh failed"
+                msg = err.strip().splitlines()[-1] if err.strip() else "connection to the host lost"
                 return task.result(status, rc=rc, error_class=cls, error=red.text(msg), **common)
         status = HostStatus.CHANGED if rc == 0 else HostStatus.FAILED
         error = None if rc == 0 else f"command exited with rc {rc}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Annotated, Any, Literal
 
@@ -42,10 +43,34 @@ def _number_or_template(value: float | str) -> float | str:
 Number = Annotated[float | str, AfterValidator(_number_or_template)]
 
 
+_TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def split_command(text: str) -> list[str]:
+    """Split a command string into argv like a shell would (it is never run by one).
+
+    Each ``{{ … }}`` stays inside one word, so a rendered value is always exactly
+    one argument, whatever spaces or quotes it holds.
+    """
+    parts: list[str] = []
+
+    def hide(m: re.Match[str]) -> str:
+        parts.append(m.group(0))
+        return f"\x00{len(parts) - 1}\x00"
+
+    words = shlex.split(_TEMPLATE_PART.sub(hide, text))
+    return [re.sub("\x00(\\d+)\x00", lambda m: parts[int(m.group(1))], w) for w in words]
+
+
 def _argv(value: Any) -> Any:
     """A command is an argv list; a string is split like a shell would, never run by one."""
     if isinstance(value, str):
-        return shlex.split(value)
+        return split_command(value)
+    if isinstance(value, list):
+        for item in value:
+            if isinstance(item, bool):
+                raise ValueError(f"argv item {item!r} is a YAML boolean; quote it, e.g. \"{str(item).lower()}\"")
+        return [str(v) if isinstance(v, int | float) else v for v in value]
     return value
 
 
@@ -211,8 +236,6 @@ class Runbook(_Model):
     @field_validator("params")
     @classmethod
     def _param_names(cls, value: dict[str, Param]) -> dict[str, Param]:
-        import re
-
         for key in value:
             if not re.match(IDENT, key):
                 raise ValueError(f"param name {key!r} is not an identifier")

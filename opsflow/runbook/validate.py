@@ -132,7 +132,10 @@ def _template_diagnostics(lrb: LoadedRunbook, known: set[str] | None) -> list[Di
                                           "result or inventory variable (declare it under params:)"))
         elif isinstance(node, dict):
             for k, v in node.items():
-                walk(v, (*loc, k), names, expr=k in ("when", "changed_when", "failed_when") and len(loc) == 2)
+                top = len(loc) == 2
+                result_names = {"result", "rc", "stdout", "stderr"} if k in ("changed_when", "failed_when") else set()
+                walk(v, (*loc, k), names | result_names,
+                     expr=top and k in ("when", "changed_when", "failed_when"))
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 walk(v, (*loc, i), names)

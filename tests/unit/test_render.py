@@ -46,3 +46,10 @@ def test_redactor() -> None:
     assert r.text("token=s3cret-value!") == f"token={MASK}!"
     assert r.value({"a": ["s3cret-value"]}) == {"a": [MASK]}
     assert r.text("ab stays") == "ab stays"  # too short to mask safely
+
+
+def test_command_strings_keep_each_template_in_one_argument() -> None:
+    from opsflow.runbook.models import split_command
+
+    assert split_command("printf %s {{ value }}") == ["printf", "%s", "{{ value }}"]
+    assert split_command('a "b c" x{{ v | default("q r") }}y') == ["a", "b c", 'x{{ v | default("q r") }}y']

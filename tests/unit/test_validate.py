@@ -46,7 +46,7 @@ def diags(path: Path, inv=None) -> list[str]:  # type: ignore[no-untyped-def]
 def test_good_runbook_loads(tmp_path: Path, inv) -> None:  # type: ignore[no-untyped-def]
     lrb = load_runbook(write(tmp_path, GOOD), inv)
     assert lrb.runbook.steps[0].command is not None
-    assert lrb.runbook.steps[0].command.argv == ["echo", "{{", "n", "}}"]
+    assert lrb.runbook.steps[0].command.argv == ["echo", "{{ n }}"]
     assert len(lrb.content_hash) == 64
 
 
