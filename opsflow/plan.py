@@ -47,7 +47,10 @@ class RunRequest:
     trigger: str = "cli"
     started_by: str = field(default_factory=who)
     check: bool = False
+    strict: bool = False  # with check: refuse when a step cannot be checked
     parent_run: str | None = None
+    resume_of: str | None = None  # continue this run: skip what it (and its ancestors) completed
+    lock_owners: frozenset[str] = frozenset()  # runs whose locks count as ours (a sub-runbook's parents)
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,54 @@ class Plan:
         spec = self.loaded.runbook.params
         return {k: ("********" if spec.get(k, Param()).secret else v) for k, v in self.params.items()}
 
+    @property
+    def batches(self) -> list[list[str]]:
+        return batches(self.targets, self.loaded.runbook.serial)
+
     def describe(self) -> list[dict[str, Any]]:
         return [{"index": ps.index, "name": ps.step.name, "action": ps.step.action, "hosts": ps.hosts,
-                 "phase": ps.phase} for ps in self.steps + self.on_failure]
+                 "phase": ps.phase, "check_mode": check_support(ps.step)[1],
+                 "rollback": [r.name for r in ps.step.rollback]} for ps in self.steps + self.on_failure]
+
+
+def batches(hosts: list[str], serial: Any) -> list[list[str]]:
+    """Split hosts into rolling batches: 2, "25%", or [1, "25%", "100%"] (the last size repeats)."""
+    if serial is None or not hosts:
+        return [list(hosts)]
+    sizes = serial if isinstance(serial, list) else [serial]
+    total, out, i, k = len(hosts), [], 0, 0
+    while i < len(hosts):
+        spec = sizes[min(k, len(sizes) - 1)]
+        if isinstance(spec, str):
+            size = max(1, int(total * float(spec.strip()[:-1]) / 100))
+        else:
+            size = int(spec)
+        out.append(hosts[i:i + size])
+        i += size
+        k += 1
+    return out
+
+
+READ_ONLY_PREFIXES = ("show ", "display ", "ping ", "traceroute ")
+
+
+def check_support(step: Step) -> tuple[bool, str]:
+    """Whether a step can run in check mode, and how it behaves there."""
+    action = step.action
+    if action in ("verify", "approve"):
+        return True, "runs (it only reads)" if action == "verify" else "asks for approval"
+    if action == "ansible":
+        return True, "ansible --check --diff"
+    if action == "network.config":
+        return True, "diff of the candidate lines against the running config, not applied"
+    if action == "network.command":
+        spec = step.network_command
+        if spec and all(c.strip().lower().startswith(READ_ONLY_PREFIXES) for c in spec.commands):
+            return True, "show commands run (read only)"
+        return False, "not checked: a device command that is not a show command"
+    if action == "runbook":
+        return True, "the sub-runbook runs in check mode"
+    return False, f"not checked: a {action} step cannot run in check mode"
 
 
 def coerce(name: str, param: Param, value: Any) -> Any:
@@ -181,6 +229,12 @@ def build_plan(request: RunRequest) -> Plan:
         return out
 
     main = plan_steps(rb.steps, "main", 0)
+    if request.check and request.strict:
+        refused = [f"{ps.step.name!r} ({check_support(ps.step)[1]})" for ps in main + plan_steps(rb.on_failure, "", 0)
+                   if not check_support(ps.step)[0]]
+        if refused:
+            raise UsageError(f"--check --strict refused: {len(refused)} step(s) cannot be checked: "
+                             + "; ".join(refused))
     return Plan(request=request, loaded=lrb, inventory=inventory, params=params,
                 secrets=secrets + inventory.secrets(), targets=targets, steps=main,
                 on_failure=plan_steps(rb.on_failure, "on_failure", len(main)))

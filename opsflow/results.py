@@ -18,6 +18,7 @@ class HostStatus(StrEnum):
 
 class RunStatus(StrEnum):
     RUNNING = "running"
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"
@@ -26,7 +27,7 @@ class RunStatus(StrEnum):
 
 
 FAILING = frozenset({HostStatus.FAILED, HostStatus.UNREACHABLE, HostStatus.TIMEOUT})
-TERMINAL_RUN = frozenset(RunStatus) - {RunStatus.RUNNING}
+TERMINAL_RUN = frozenset(RunStatus) - {RunStatus.RUNNING, RunStatus.WAITING}
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept per step and host
 
 
@@ -102,6 +103,8 @@ class RunResult:
 def host_outcome(results: list[StepResult]) -> HostStatus:
     """A host's overall status from its step results (main phase decides)."""
     main = [r for r in results if r.phase == "main"]
+    if not main:
+        return HostStatus.SKIPPED
     for bad in (HostStatus.UNREACHABLE, HostStatus.TIMEOUT, HostStatus.FAILED):
         if any(r.status == bad and not r.data.get("ignored") for r in main):
             return bad

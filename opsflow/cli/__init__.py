@@ -34,7 +34,7 @@ def main() -> None:
 def _register() -> None:
     from opsflow.cli import commands, lab
 
-    for cmd in (commands.run, commands.validate, commands.plan, commands.list_runbooks, commands.history,
+    for cmd in (commands.run, commands.resume, commands.approve, commands.deny, commands.validate, commands.plan, commands.list_runbooks, commands.history,
                 commands.show, commands.schema, lab.lab):
         main.add_command(cmd)
 

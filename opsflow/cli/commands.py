@@ -50,31 +50,14 @@ _db_opt = click.option("--db", default=None, envvar="OPSFLOW_DB",
                        help="store: SQLite path or postgresql:// URL [env OPSFLOW_DB]")
 
 
-@click.command()
-@click.argument("runbook", type=click.Path(dir_okay=False))
-@click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE", help="a param (repeatable), or @file.yml")
-@click.option("--limit", "-l", default=None, help="inventory pattern restricting the targets")
-@_inventory_opt
-@_db_opt
-@click.option("--check", is_flag=True, help="dry run: change nothing, show what would change")
-@click.option("--trigger", default=None, type=click.Choice(["cli", "ci", "event", "schedule", "api"]),
-              help="who starts the run [default: ci when $CI is set, else cli]")
-@click.option("--json", "as_json", is_flag=True, help="print the run record as JSON on stdout")
-@click.option("--junit", type=click.Path(dir_okay=False), default=None, help="write JUnit XML here")
-@click.option("--quiet", "-q", is_flag=True, help="no progress output")
-def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
-        check: bool, trigger: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
-    """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
-    import os
-
+def execute_request(request: Any, db: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
+    """Build the plan, run it with live progress, print/write the record, exit with the run's code."""
     from opsflow.cli.render import ProgressObserver, run_json
     from opsflow.cli.render import junit as junit_xml
     from opsflow.executor import Executor
-    from opsflow.plan import RunRequest, build_plan, default_inventory
+    from opsflow.plan import build_plan
     from opsflow.store import open_store
 
-    request = RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
-                         limit=limit, trigger=trigger or ("ci" if os.environ.get("CI") else "cli"), check=check)
     plan = build_plan(request)  # bad input fails here: nothing is recorded
     store = open_store(db)
     executor = Executor(store, ProgressObserver(sys.stderr, quiet=quiet))
@@ -84,10 +67,12 @@ def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str 
         interrupts["n"] += 1
         name = signal.Signals(signum).name
         if interrupts["n"] == 1:
-            click.echo(f"\nopsflow: {name}: canceling — no new steps start (again to stop at once)", err=True)
+            click.echo(f"\nopsflow: {name}: canceling — no new host or step starts; again to stop at once",
+                       err=True)
             executor.request_cancel(f"canceled by {name}")
         else:
-            raise KeyboardInterrupt
+            click.echo(f"\nopsflow: {name} again: stopping in-flight work", err=True)
+            executor.request_cancel(f"canceled by {name}", hard=True)
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -103,6 +88,119 @@ def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str 
         Path(junit).write_bytes(junit_xml(record, results))
     store.close()
     sys.exit(result.exit_code)
+
+
+def _trigger(trigger: str | None) -> str:
+    import os
+
+    return trigger or ("ci" if os.environ.get("CI") else "cli")
+
+
+_output_opts = [
+    click.option("--json", "as_json", is_flag=True, help="print the run record as JSON on stdout"),
+    click.option("--junit", type=click.Path(dir_okay=False), default=None, help="write JUnit XML here"),
+    click.option("--quiet", "-q", is_flag=True, help="no progress output"),
+]
+
+
+def _outputs(fn: Any) -> Any:
+    for opt in reversed(_output_opts):
+        fn = opt(fn)
+    return fn
+
+
+@click.command()
+@click.argument("runbook", type=click.Path(dir_okay=False))
+@click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE", help="a param (repeatable), or @file.yml")
+@click.option("--limit", "-l", default=None, help="inventory pattern restricting the targets")
+@_inventory_opt
+@_db_opt
+@click.option("--check", is_flag=True, help="dry run: change nothing, show what would change")
+@click.option("--strict", is_flag=True, help="with --check: refuse when a step cannot be checked")
+@click.option("--trigger", default=None, type=click.Choice(["cli", "ci", "event", "schedule", "api"]),
+              help="who starts the run [default: ci when $CI is set, else cli]")
+@_outputs
+def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
+        check: bool, strict: bool, trigger: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
+    """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
+    from opsflow.plan import RunRequest, default_inventory
+
+    if strict and not check:
+        raise UsageError("--strict only applies with --check")
+    execute_request(RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
+                               limit=limit, trigger=_trigger(trigger), check=check, strict=strict),
+                    db, as_json, junit, quiet)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE",
+              help="override a recorded param; secret params must be given again")
+@_db_opt
+@click.option("--force", is_flag=True, help="resume even though the runbook file changed since the run")
+@_outputs
+def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_json: bool, junit: str | None,
+           quiet: bool) -> None:
+    """Continue a failed, partial, canceled or abandoned run from the steps it did not complete."""
+    import hashlib
+
+    from opsflow.plan import RunRequest
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    record = store.get_run(run_id)
+    store.close()
+    if record is None:
+        raise UsageError(f"no run {run_id!r} (see opsflow history)")
+    if record["status"] not in ("failed", "partial", "canceled", "abandoned"):
+        raise UsageError(f"run {record['id']} is {record['status']}: only failed, partial, canceled or abandoned "
+                         "runs can be resumed")
+    path = Path(record["runbook_path"])
+    try:
+        current = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise UsageError(f"runbook {path} of run {record['id']} cannot be read: {exc.strerror}") from exc
+    if current != record["runbook_hash"] and not force:
+        raise UsageError(f"runbook {path} changed since run {record['id']}; steps may not line up "
+                         "(use --force to resume anyway)")
+    params = {k: v for k, v in record["params"].items() if v != "********"}
+    params.update(parse_extra(extra))
+    execute_request(RunRequest(runbook=str(path), params=params, inventory=record["inventory"],
+                               limit=":".join(record["hosts"]) or None, trigger=record["trigger"],
+                               parent_run=record["id"], resume_of=record["id"]), db, as_json, junit, quiet)
+
+
+def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) -> None:
+    from opsflow.plan import who
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    record = store.get_run(run_id)
+    if record is None:
+        raise UsageError(f"no run {run_id!r} (see opsflow history)")
+    decision = store.decide(record["id"], approved, who(), comment)
+    store.close()
+    if decision is None:
+        raise UsageError(f"run {record['id']} ({record['status']}) is not waiting for an approval")
+    click.echo(f"run {record['id']}: step {decision['step']!r} {decision['state']} by {decision['decided_by']}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--comment", "-m", default=None)
+@_db_opt
+def approve(run_id: str, comment: str | None, db: str | None) -> None:
+    """Let a run waiting at an approval step go on."""
+    _decide(run_id, True, comment, db)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--comment", "-m", default=None)
+@_db_opt
+def deny(run_id: str, comment: str | None, db: str | None) -> None:
+    """Stop a run waiting at an approval step."""
+    _decide(run_id, False, comment, db)
 
 
 @click.command()
@@ -227,8 +325,12 @@ def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str
                               limit=limit))
     if as_json:
         click.echo(json.dumps({"runbook": p.name, "targets": p.targets, "params": p.public_params(),
-                               "steps": p.describe()}, indent=2, default=str))
+                               "batches": p.batches, "steps": p.describe()}, indent=2, default=str))
         return
     click.echo(f"{p.name}: {len(p.targets)} host(s): {', '.join(p.targets)}")
+    if len(p.batches) > 1:
+        click.echo(f"batches: {' | '.join(', '.join(b) for b in p.batches)}")
     for s in p.describe():
-        click.echo(f"  {s['index']:>2}. [{s['phase']}] {s['name']} ({s['action']}) → {', '.join(s['hosts']) or '-'}")
+        rollback = f"  rollback: {', '.join(s['rollback'])}" if s["rollback"] else ""
+        click.echo(f"  {s['index']:>2}. [{s['phase']}] {s['name']} ({s['action']}) → {', '.join(s['hosts']) or '-'}"
+                   f"\n      check mode: {s['check_mode']}{rollback}")

@@ -52,15 +52,31 @@ class ProgressObserver:
             self._task = self._progress.add_task(step.step.name, total=len(hosts))
             self._progress.start()
 
+    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None:
+        if self.quiet:
+            return
+        left = max(0, deadline - time.time())
+        self.console.print(f"[bold yellow]⏸ waiting for approval:[/] {message} — "
+                           f"`opsflow approve {run_id}` or `opsflow deny {run_id}` (deny in {left:.0f} s)")
+
     def host_done(self, result: StepResult) -> None:
         if self.quiet:
             return
         with self._lock:
             color = _COLOR.get(str(result.status), "white")
             extra = f" [dim]{result.error}[/]" if result.error else ""
+            if result.phase == "rollback":
+                extra = f" [magenta](rollback)[/]{extra}"
+            diff = result.data.get("diff") if result.data.get("check_mode") or result.data.get("diff") else None
             tries = f" [dim](attempt {result.attempts})[/]" if result.attempts > 1 else ""
             self.console.print(f"  [{color}]{result.status:<11}[/] {result.host:<16} {result.duration:7.2f}s{tries}{extra}",
                                markup=True)
+            if diff:
+                self.console.print("\n".join(f"      {line}" for line in str(diff).splitlines()), markup=False)
+            for task in result.data.get("tasks", []) if result.data.get("check_mode") else []:
+                if task.get("diff"):
+                    self.console.print(f"      {task['task']}: {json.dumps(task['diff'], default=str)[:2000]}",
+                                       markup=False)
             if self._progress is not None:
                 self._progress.advance(self._task)
 

@@ -123,7 +123,7 @@ class AnsibleConnector:
                 private_data_dir=str(private), playbook=str(spec.playbook), inventory=str(private / "inventory"),
                 envvars=env, cmdline=" ".join(cmdline), quiet=True, event_handler=on_event,
                 timeout=int(first.timeout) if first.timeout else None,
-                suppress_env_files=True,
+                suppress_env_files=True, cancel_callback=ctx.hard_cancel.is_set,
             )
             rc, runner_status = runner.rc, runner.status
             tail = ""
@@ -149,7 +149,8 @@ class AnsibleConnector:
             emit(StepResult(step=t.step_name, host=t.host.name, status=hs, step_index=t.step_index,
                             action=t.action, changed=status == "changed", rc=rc,
                             stdout=bound(red.text("\n".join(lines))),
-                            data=red.value({"tasks": entry["tasks"], "runner_status": runner_status}),
+                            data=red.value({"tasks": entry["tasks"], "runner_status": runner_status,
+                                            "check_mode": first.check}),
                             error_class={HostStatus.UNREACHABLE: "TargetUnreachable",
                                          HostStatus.FAILED: "TaskFailed",
                                          HostStatus.TIMEOUT: "StepTimeout"}.get(hs),

@@ -49,6 +49,17 @@ class RunContext:
     _ssh_config: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     shared: dict[str, Any] = field(default_factory=dict)
+    inflight: set[subprocess.Popen[str]] = field(default_factory=set)
+    hard_cancel: threading.Event = field(default_factory=threading.Event)
+
+    def kill_inflight(self) -> None:
+        """Stop at once: kill every process a connector is waiting for."""
+        self.hard_cancel.set()
+        for proc in list(self.inflight):
+            try:
+                os.killpg(proc.pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
 
     @property
     def control_dir(self) -> Path:
@@ -158,8 +169,12 @@ class PerHostConnector:
 
 
 def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: dict[str, str] | None = None,
-                cwd: str | None = None) -> tuple[int | None, str, str, bool]:
-    """Run a process without a shell; return (rc, stdout, stderr, timed_out)."""
+                cwd: str | None = None, track: set[subprocess.Popen[str]] | None = None,
+                ) -> tuple[int | None, str, str, bool]:
+    """Run a process without a shell; return (rc, stdout, stderr, timed_out).
+
+    ``track`` holds the process while it runs, so a hard cancel can kill it.
+    """
     full_env = {**os.environ, **env} if env else None
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -167,6 +182,8 @@ def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: 
                                 text=True, errors="replace", start_new_session=True)
     except OSError as exc:
         return 127, "", f"cannot start {argv[0]}: {exc.strerror}", False
+    if track is not None:
+        track.add(proc)
     try:
         out, err = proc.communicate(stdin, timeout=timeout)
         return proc.returncode, out, err, False
@@ -185,3 +202,6 @@ def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: 
             proc.wait()
             out, err = "", ""
         return None, out or "", err or "", True
+    finally:
+        if track is not None:
+            track.discard(proc)

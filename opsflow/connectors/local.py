@@ -13,7 +13,7 @@ class LocalConnector(PerHostConnector):
         spec = task.spec
         started = time.time()
         rc, out, err, timed_out = run_process(list(spec.argv), spec.stdin, task.timeout, spec.env or None,
-                                              spec.chdir)
+                                              spec.chdir, track=ctx.inflight)
         red = ctx.redactor
         common = {"stdout": bound(red.text(out)), "stderr": bound(red.text(err)), "started_at": started,
                   "ended_at": time.time()}

@@ -55,7 +55,7 @@ class CommandConnector(PerHostConnector):
         argv = ["ssh", "-F", str(ctx.ssh_config), task.host.name, "--",
                 remote_command(spec.argv, spec.env, spec.chdir)]
         started = time.time()
-        rc, out, err, timed_out = run_process(argv, spec.stdin, task.timeout)
+        rc, out, err, timed_out = run_process(argv, spec.stdin, task.timeout, track=ctx.inflight)
         ended = time.time()
         red = ctx.redactor
         common = {"stdout": bound(red.text(out)), "stderr": bound(red.text(err)), "started_at": started,

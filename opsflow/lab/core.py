@@ -62,6 +62,10 @@ class HostStatus:
     fault: str | None = None  # the fault injected with `fault` (down/drop/reject), if any
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def ssh_banner(address: str, timeout: float = 1.0) -> bool:
     deadline = time.monotonic() + timeout
     try:
@@ -173,15 +177,19 @@ class Lab:
         with self._lock():
             old = self._state()
             if old is not None:
-                if old.phase == "up" and all(self._host_alive(h) for h in old.hosts):
+                dead = [h.name for h in old.hosts if not self._host_alive(h)]
+                if old.phase == "up" and not dead:
                     if (old.servers, old.routers) == (servers, routers):
-                        say(f"lab {self.name} is already up ({servers} servers, {routers} routers) in {self.state_dir}")
+                        say(f"lab {self.name} is already up ({_count(servers, 'server')}, {_count(routers, 'router')}) in {self.state_dir}")
                         return
                     raise LabError(
                         f"lab {self.name!r} is already up in {self.state_dir} with {old.servers} servers and "
                         f"{old.routers} routers; take it down first (opsflow lab down --state-dir {self.state_dir})"
                     )
-                say(f"removing the remains of lab {self.name} (not running)")
+                if old.phase == "up" and len(dead) < len(old.hosts):
+                    say(f"lab {self.name} is only partly running (down: {', '.join(dead[:10])}): starting it afresh")
+                else:
+                    say(f"removing the remains of lab {self.name} (not running)")
                 self._teardown(old)
             net = Net(tools)
             self._sweep(net, say, strict=True)
@@ -192,7 +200,8 @@ class Lab:
             try:
                 self._build(state, net, say, t0)
             except BaseException as exc:
-                say(f"up failed ({exc}); removing what it created")
+                with contextlib.suppress(Exception):  # the progress callback may be what failed
+                    say(f"up failed ({exc}); removing what it created")
                 cleanup = ""
                 try:
                     self._teardown(state)
@@ -208,7 +217,7 @@ class Lab:
     def _build(self, state: LabState, net: Net, say: Callable[[str], None], t0: float) -> None:
         tools = self.tools
         say(
-            f"lab {state.name}: {state.servers} servers, {state.routers} routers on {state.subnet} "
+            f"lab {state.name}: {_count(state.servers, 'server')}, {_count(state.routers, 'router')} on {state.subnet} "
             f"(bridge {state.bridge}, state {self.state_dir})"
         )
         client_priv, client_pub = files.ed25519_keypair(f"opsflow-lab-{state.name}", tools["ssh-keygen"])
@@ -245,7 +254,7 @@ class Lab:
         # A host is ready once its sshd wrote its pid file (after binding its address). One server and
         # one router must also answer a real SSH banner from here (a connection costs each sshd a
         # fork and re-exec: too dear to do for a fleet of 200).
-        sample = [next(h for h in state.hosts if h.kind == k) for k in ("server", "router") if k in {h.kind for h in state.hosts}]
+        sample = [h for h in state.hosts if h.name in ("srv1", "rtr1")]
         banners = self._parallel(lambda h: self._await_ssh(h.address, 10.0), sample)
         silent = [h.name for h, ok in zip(sample, banners, strict=True) if not ok]
         if silent:
@@ -260,7 +269,7 @@ class Lab:
         state.memory = {"processes": nprocs, "rss_kib": rss, "pss_kib": pss}
         write_state(self.state_path, state)
         say(
-            f"up in {state.up_seconds:.2f} s: {state.servers} servers, {state.routers} routers; memory: "
+            f"up in {state.up_seconds:.2f} s: {_count(state.servers, 'server')}, {_count(state.routers, 'router')}; memory: "
             f"{nprocs} processes, RSS sum {rss / 1024:.1f} MiB (PSS {pss / 1024:.1f} MiB)"
         )
 

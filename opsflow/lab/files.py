@@ -192,6 +192,7 @@ interface eth0
  description lab LAN
  ip ospf hello-interval 1
  ip ospf dead-interval 3
+ ip ospf retransmit-interval 1
 exit
 !
 router ospf

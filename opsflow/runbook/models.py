@@ -177,7 +177,68 @@ class Check(_Model):
         return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
 
 
-ACTION_KEYS = ("ansible", "command", "network.command", "network.config", "verify", "local")
+class ApproveAction(_Model):
+    message: str = "Approve to continue"
+    timeout: float = Field(3600, gt=0, description="seconds to wait; no decision by then means deny")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"message": value}
+        return {} if value is None or value is True else value
+
+
+class RunbookAction(_Model):
+    path: str = Field(description="runbook file, relative to this runbook or runbooks/")
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
+Serial = int | str | list[int | str]
+
+
+def _serial(value: Serial | None) -> Serial | None:
+    """Batch sizes: 2, "25%", or a list like [1, "25%", "100%"] (the last size repeats)."""
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    for item in items:
+        if isinstance(item, bool):
+            raise ValueError("serial takes numbers or percentages")
+        if isinstance(item, int) and item < 1:
+            raise ValueError(f"serial batch size must be >= 1, got {item}")
+        if isinstance(item, str):
+            import re as _re
+
+            if not _re.fullmatch(r"\d+(\.\d+)?%", item.strip()) or float(item.strip()[:-1]) <= 0:
+                raise ValueError(f"serial {item!r}: expected a number or a percentage like '25%'")
+    if isinstance(value, list) and not value:
+        raise ValueError("serial list is empty")
+    return value
+
+
+RETRY_CONDITIONS = ("failed", "unreachable", "timeout")
+
+
+class Lock(_Model):
+    scope: Literal["host", "runbook"] = Field("host", description="lock each target host, or the runbook itself")
+    wait: float = Field(0, ge=0, description="seconds to wait for a held lock; 0 refuses at once")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        if isinstance(value, str):
+            return {"scope": value}
+        return value
+
+
+ACTION_KEYS = ("ansible", "command", "network.command", "network.config", "verify", "local", "approve",
+               "runbook")
 
 
 class Step(_Model):
@@ -199,6 +260,24 @@ class Step(_Model):
     network_config: NetworkConfigAction | None = Field(None, alias="network.config")
     verify: list[Check] | None = None
     local: CommandAction | None = None
+    approve: ApproveAction | None = Field(None, description="pause until `opsflow approve` (timeout = deny)")
+    runbook: RunbookAction | None = Field(None, description="run another runbook as part of this run")
+    # production safety
+    serial: Annotated[Serial | None, AfterValidator(_serial)] = Field(
+        None, description="run the step's hosts in batches: 1, '25%', [1, '25%', '100%']")
+    retry_on: list[str | int] = Field(
+        ["failed", "unreachable", "timeout"],
+        description="what is retried: failed, unreachable, timeout, or specific rc values")
+    backoff: float = Field(1.0, ge=1.0, description="delay multiplier between attempts")
+    rollback: list[Step] = Field([], description="steps undoing this one; run in reverse on a host that fails later")
+
+    @field_validator("retry_on")
+    @classmethod
+    def _retry_on(cls, value: list[str | int]) -> list[str | int]:
+        for item in value:
+            if isinstance(item, str) and item not in RETRY_CONDITIONS:
+                raise ValueError(f"retry_on {item!r}: one of {', '.join(RETRY_CONDITIONS)} or an rc number")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -209,6 +288,8 @@ class Step(_Model):
                 raise ValueError(
                     f"a step needs exactly one action ({', '.join(ACTION_KEYS)}); got {', '.join(found) or 'none'}"
                 )
+            if "approve" in value and value["approve"] in (None, True):
+                value = {**value, "approve": {}}
         return value
 
     @property
@@ -232,6 +313,11 @@ class Runbook(_Model):
     timeout: float | None = Field(None, gt=0, description="overall seconds for the run")
     steps: list[Step] = Field(min_length=1)
     on_failure: list[Step] = []
+    serial: Annotated[Serial | None, AfterValidator(_serial)] = Field(
+        None, description="rolling batches: every step runs on one batch of hosts before the next batch starts")
+    max_fail_percentage: float | None = Field(
+        None, ge=0, le=100, description="stop starting batches once more than this % of a batch failed")
+    lock: Lock | None = Field(None, description="true (per host), 'runbook', or {scope, wait}")
 
     @field_validator("params")
     @classmethod

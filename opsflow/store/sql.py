@@ -37,6 +37,13 @@ CREATE TABLE IF NOT EXISTS results (
   duration DOUBLE PRECISION, attempts INTEGER, stdout TEXT, stderr TEXT, data TEXT, error_class TEXT,
   error TEXT);
 CREATE INDEX IF NOT EXISTS results_run ON results (run_id, step_index);
+CREATE TABLE IF NOT EXISTS locks (
+  resource TEXT PRIMARY KEY, run_id TEXT NOT NULL, runbook TEXT, pid INTEGER, pid_start TEXT, node TEXT,
+  acquired_at DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT NOT NULL, step_index INTEGER NOT NULL, step TEXT, message TEXT, state TEXT NOT NULL,
+  requested_at DOUBLE PRECISION, deadline DOUBLE PRECISION, decided_at DOUBLE PRECISION, decided_by TEXT,
+  comment TEXT, PRIMARY KEY (run_id, step_index));
 """
 
 _RUN_COLS = ("id", "runbook", "runbook_path", "runbook_hash", "params", "trigger", "started_by", "status",
@@ -158,21 +165,96 @@ class SqlStore:
         self._exec("UPDATE runs SET status = ?, ended_at = ?, duration = ? - started_at, hosts = ?, error = ? "
                    "WHERE id = ?", (str(status), ended_at, ended_at, json.dumps(hosts), error, run_id))
 
+    def set_status(self, run_id: str, status: RunStatus) -> None:
+        self._exec("UPDATE runs SET status = ? WHERE id = ?", (str(status), run_id))
+
+    # ---- locks -----------------------------------------------------------------------
+    def try_lock(self, resource: str, run_id: str, runbook: str, owners: frozenset[str] = frozenset()) -> str | None:
+        """Take a lock; return None when taken (or already ours), else the holding run's id.
+
+        A lock whose holder process is gone (killed, crashed) is stale and taken over.
+        """
+        node = socket.gethostname()
+        pid, start = os.getpid(), process_start(os.getpid())
+        for _ in range(3):
+            with self._lock:
+                cur = self._conn.execute(self._sql(
+                    "INSERT INTO locks (resource, run_id, runbook, pid, pid_start, node, acquired_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (resource) DO NOTHING"),
+                    (resource, run_id, runbook, pid, start, node, time.time()))
+                if cur.rowcount == 1:
+                    return None
+            rows = self._exec("SELECT run_id, pid, pid_start, node FROM locks WHERE resource = ?", (resource,))
+            if not rows:
+                continue
+            holder, hpid, hstart, hnode = rows[0]
+            if holder == run_id or holder in owners:
+                return None
+            if hnode == node and not _alive(int(hpid or 0), hstart or ""):
+                self._exec("DELETE FROM locks WHERE resource = ? AND run_id = ?", (resource, holder))
+                continue
+            return str(holder)
+        return None
+
+    def release_locks(self, run_id: str) -> None:
+        self._exec("DELETE FROM locks WHERE run_id = ?", (run_id,))
+
+    def locks(self) -> list[dict[str, Any]]:
+        rows = self._exec("SELECT resource, run_id, runbook, pid, node, acquired_at FROM locks ORDER BY resource")
+        return [dict(zip(("resource", "run_id", "runbook", "pid", "node", "acquired_at"), r, strict=True))
+                for r in rows]
+
+    # ---- approvals -------------------------------------------------------------------
+    def request_approval(self, run_id: str, step_index: int, step: str, message: str, deadline: float) -> None:
+        self._exec("INSERT INTO approvals (run_id, step_index, step, message, state, requested_at, deadline) "
+                   "VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (run_id, step_index) DO NOTHING",
+                   (run_id, step_index, step, message, time.time(), deadline))
+
+    def decide(self, run_id: str, approved: bool, by: str, comment: str | None) -> dict[str, Any] | None:
+        """Approve or deny the pending approval of a run; None when nothing is pending."""
+        state = "approved" if approved else "denied"
+        rows = self._exec("SELECT step_index FROM approvals WHERE run_id = ? AND state = 'pending'", (run_id,))
+        if not rows:
+            return None
+        self._exec("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, comment = ? "
+                   "WHERE run_id = ? AND step_index = ? AND state = 'pending'",
+                   (state, time.time(), by, comment, run_id, rows[0][0]))
+        return self.approval(run_id, int(rows[0][0]))
+
+    def approval(self, run_id: str, step_index: int) -> dict[str, Any] | None:
+        cols = ("run_id", "step_index", "step", "message", "state", "requested_at", "deadline", "decided_at",
+                "decided_by", "comment")
+        rows = self._exec(f"SELECT {', '.join(cols)} FROM approvals WHERE run_id = ? AND step_index = ?",
+                          (run_id, step_index))
+        return dict(zip(cols, rows[0], strict=True)) if rows else None
+
+    def expire_approval(self, run_id: str, step_index: int, reason: str) -> None:
+        self._exec("UPDATE approvals SET state = 'expired', decided_at = ?, comment = ? "
+                   "WHERE run_id = ? AND step_index = ? AND state = 'pending'",
+                   (time.time(), reason, run_id, step_index))
+
+    # ---- crash recovery --------------------------------------------------------------
     def reap(self) -> list[str]:
         """Mark runs of this node whose process is gone as abandoned; return their ids."""
-        rows = self._exec("SELECT id, pid, pid_start FROM runs WHERE status = ? AND node = ?",
-                          (str(RunStatus.RUNNING), socket.gethostname()))
+        rows = self._exec("SELECT id, pid, pid_start FROM runs WHERE status IN (?, ?) AND node = ?",
+                          (str(RunStatus.RUNNING), str(RunStatus.WAITING), socket.gethostname()))
         dead = [rid for rid, pid, start in rows if not _alive(int(pid or 0), start or "")]
         now = time.time()
         for rid in dead:
             last = self._exec("SELECT MAX(ended_at) FROM results WHERE run_id = ?", (rid,))
             ended = last[0][0] if last and last[0][0] else now
             self._exec("UPDATE runs SET status = ?, ended_at = ?, duration = ? - started_at, error = ? "
-                       "WHERE id = ? AND status = ?",
+                       "WHERE id = ? AND status IN (?, ?)",
                        (str(RunStatus.ABANDONED), ended, ended,
                         "the opsflow process running it died (found by a later opsflow start)", rid,
-                        str(RunStatus.RUNNING)))
+                        str(RunStatus.RUNNING), str(RunStatus.WAITING)))
+            self.release_locks(rid)
+            self.expire_approval_all(rid)
         return dead
+
+    def expire_approval_all(self, run_id: str) -> None:
+        self._exec("UPDATE approvals SET state = 'expired', decided_at = ?, comment = 'run abandoned' "
+                   "WHERE run_id = ? AND state = 'pending'", (time.time(), run_id))
 
     # ---- reads -----------------------------------------------------------------------
     def _run_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:

@@ -1,0 +1,206 @@
+"""The one executor: execute(Plan) → RunResult, recording every outcome as it happens.
+
+A run: take locks → for each rolling batch, run every step on the batch's hosts
+(a host that fails skips its remaining steps, rolls back what it completed, then
+runs ``on_failure``) → stop starting batches past ``max_fail_percentage`` →
+record the outcome → release locks. Cancellation (signal, runbook timeout) lets
+no new host or step start; a second request kills what is still in flight.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+import threading
+import time
+from typing import Protocol
+
+from opsflow.connectors import RunContext
+from opsflow.errors import OpsflowError
+from opsflow.executor.steps import RunState, StepRunner
+from opsflow.plan import Plan, PlannedStep
+from opsflow.redact import Redactor
+from opsflow.results import FAILING, HostStatus, RunResult, RunStatus, StepResult, host_outcome, run_outcome
+from opsflow.store.base import RunRecord, Store
+from opsflow.store.sql import process_start
+
+
+class LockHeld(OpsflowError):
+    exit_code = 1
+
+
+class Observer(Protocol):
+    """Watches a run without changing it (progress bars, logs, metrics)."""
+
+    def run_started(self, run_id: str, plan: Plan) -> None: ...
+    def step_started(self, step: PlannedStep, hosts: list[str]) -> None: ...
+    def host_done(self, result: StepResult) -> None: ...
+    def step_done(self, step: PlannedStep) -> None: ...
+    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None: ...
+    def run_done(self, result: RunResult) -> None: ...
+
+
+class NullObserver:
+    def run_started(self, run_id: str, plan: Plan) -> None: ...
+    def step_started(self, step: PlannedStep, hosts: list[str]) -> None: ...
+    def host_done(self, result: StepResult) -> None: ...
+    def step_done(self, step: PlannedStep) -> None: ...
+    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None: ...
+    def run_done(self, result: RunResult) -> None: ...
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + _secrets.token_hex(3)
+
+
+class Executor:
+    def __init__(self, store: Store, observer: Observer | None = None,
+                 cancel: threading.Event | None = None) -> None:
+        self.store = store
+        self.observer: Observer = observer or NullObserver()
+        self.cancel = cancel or threading.Event()
+        self.cancel_reason = ""
+        self._contexts: list[RunContext] = []
+
+    def child(self) -> Executor:
+        """An executor for a sub-runbook: same store, observer and cancellation."""
+        sub = Executor(self.store, self.observer, self.cancel)
+        sub._contexts = self._contexts
+        return sub
+
+    def request_cancel(self, reason: str = "canceled by signal", hard: bool = False) -> None:
+        """Let no new host or step start; with ``hard``, also kill what is in flight."""
+        if not self.cancel.is_set():
+            self.cancel_reason = reason
+        self.cancel.set()
+        if hard:
+            for ctx in list(self._contexts):
+                ctx.kill_inflight()
+
+    # ---- the run ---------------------------------------------------------------------
+    def execute(self, plan: Plan, run_id: str | None = None) -> RunResult:
+        rb, req = plan.loaded.runbook, plan.request
+        state = RunState(run_id=run_id or new_run_id(), plan=plan, redactor=Redactor(plan.secrets))
+        if req.resume_of:
+            state.done_before, state.registered = self._resume_state(req.resume_of, plan)
+        started = time.time()
+        self.store.create_run(RunRecord(
+            id=state.run_id, runbook=rb.name, runbook_path=str(plan.loaded.path),
+            runbook_hash=plan.loaded.content_hash, params=plan.public_params(), trigger=req.trigger,
+            started_by=req.started_by, started_at=started, check_mode=req.check, inventory=str(req.inventory),
+            parent_run=req.parent_run, pid=os.getpid(), pid_start=process_start(os.getpid()),
+            hosts={h: "pending" for h in plan.targets}))
+        self.observer.run_started(state.run_id, plan)
+        ctx = RunContext(inventory=plan.inventory, redactor=state.redactor, concurrency=rb.concurrency,
+                         cancel=self.cancel)
+        self._contexts.append(ctx)
+        runner = StepRunner(self, state, ctx)
+        error: str | None = None
+        timer = None
+        if rb.timeout:
+            timer = threading.Timer(rb.timeout, self.request_cancel,
+                                    (f"runbook timeout of {rb.timeout:g} s reached", True))
+            timer.daemon = True
+            timer.start()
+        try:
+            self._take_locks(state)
+            error = self._batches(runner, state)
+        except LockHeld as exc:
+            error = str(exc)
+        except OpsflowError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the run is recorded whatever happens
+            error = f"internal error {type(exc).__name__}: {exc}"
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop at once, still record
+            self.request_cancel(f"interrupted ({type(exc).__name__})", hard=True)
+        finally:
+            if timer:
+                timer.cancel()
+            ctx.close()
+            self._contexts.remove(ctx)
+            self.store.release_locks(state.run_id)
+        return self._finish(state, started, error)
+
+    def _batches(self, runner: StepRunner, state: RunState) -> str | None:
+        plan, rb = state.plan, state.plan.loaded.runbook
+        batches = plan.batches
+        targets = set(plan.targets)
+        for number, batch in enumerate(batches, 1):
+            members = set(batch)
+            for ps in plan.steps:
+                if self.cancel.is_set():
+                    break
+                # hosts outside the targets (a step's own `hosts:`) run with the first batch
+                hosts = [h for h in ps.hosts if h in members or (number == 1 and h not in targets)]
+                before = set(state.failed)
+                runner.run(PlannedStep(ps.index, ps.step, hosts, ps.phase))
+                newly = [h for h in hosts if h in state.failed and h not in before]
+                if newly:
+                    runner.rollback(newly)
+            failed_now = [h for h in batch if h in state.failed]
+            if failed_now and plan.on_failure and not self.cancel.is_set():
+                for ps in plan.on_failure:
+                    runner.run(PlannedStep(ps.index, ps.step, [h for h in ps.hosts if h in failed_now],
+                                           "on_failure"))
+            if self.cancel.is_set():
+                return None
+            limit = rb.max_fail_percentage
+            if limit is not None and batch and 100.0 * len(failed_now) / len(batch) > limit and number < len(batches):
+                rest = [h for b in batches[number:] for h in b]
+                return (f"batch {number} of {len(batches)}: {len(failed_now)} of {len(batch)} host(s) failed "
+                        f"({100.0 * len(failed_now) / len(batch):.0f}% > max_fail_percentage {limit:g}%); "
+                        f"not started: {', '.join(rest)}")
+        return None
+
+    def _take_locks(self, state: RunState) -> None:
+        plan = state.plan
+        spec = plan.loaded.runbook.lock
+        if spec is None:
+            return
+        resources = ([f"runbook:{plan.name}"] if spec.scope == "runbook"
+                     else [f"host:{h}" for h in sorted(plan.targets)])
+        deadline = time.time() + spec.wait
+        for resource in resources:
+            while True:
+                holder = self.store.try_lock(resource, state.run_id, plan.name, plan.request.lock_owners)
+                if holder is None:
+                    break
+                if time.time() >= deadline or self.cancel.is_set():
+                    waited = f" after waiting {spec.wait:g} s" if spec.wait else ""
+                    raise LockHeld(f"lock {resource} is held by run {holder}{waited}; "
+                                   f"see `opsflow show {holder}`")
+                self.cancel.wait(0.2)
+
+    def _resume_state(self, original: str, plan: Plan) -> tuple[dict[str, dict[int, str]], dict[str, dict]]:
+        """What the original run (and the runs it resumed) completed, per host, and their registered results."""
+        done: dict[str, dict[int, str]] = {}
+        registered: dict[str, dict[str, object]] = {}
+        names = {ps.index: ps.step for ps in plan.steps}
+        for row in self.store.results(original):
+            if row["phase"] != "main" or row["step_index"] not in names:
+                continue
+            ok = row["status"] in ("ok", "changed") or (row["data"].get("ignored") and row["status"] in FAILING)
+            inherited = row["data"].get("done_in")
+            if ok or inherited:
+                done.setdefault(row["host"], {})[row["step_index"]] = inherited or original
+                step = names[row["step_index"]]
+                if step.register_as:
+                    r = StepResult(row["step"], row["host"], HostStatus(row["status"]), changed=row["changed"],
+                                   rc=row["rc"], stdout=row["stdout"], stderr=row["stderr"], data=row["data"])
+                    registered.setdefault(row["host"], {})[step.register_as] = r.registered()
+        return done, registered
+
+    def _finish(self, state: RunState, started: float, error: str | None) -> RunResult:
+        plan = state.plan
+        hosts = {h: host_outcome([r for r in state.results if r.host == h]) for h in plan.targets}
+        status = run_outcome(hosts, error)
+        if self.cancel.is_set() and error is None:
+            status = RunStatus.FAILED if "timeout" in self.cancel_reason else RunStatus.CANCELED
+            error = self.cancel_reason
+        ended = time.time()
+        error = state.redactor.text(error) if error else None
+        self.store.finish_run(state.run_id, status, ended, {h: str(s) for h, s in hosts.items()}, error)
+        result = RunResult(run_id=state.run_id, runbook=plan.name, status=status, started_at=started,
+                           ended_at=ended, hosts=hosts, steps=state.results, error=error)
+        self.observer.run_done(result)
+        return result
