@@ -67,8 +67,8 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
         interrupts["n"] += 1
         name = signal.Signals(signum).name
         if interrupts["n"] == 1:
-            click.echo(f"\nopsflow: {name}: canceling — no new host or step starts; again to stop at once",
-                       err=True)
+            click.echo(f"\nopsflow: {name}: canceling — no new host or step starts, in-flight work is stopped "
+                       f"in {executor.grace:g} s; again to stop at once", err=True)
             executor.request_cancel(f"canceled by {name}")
         else:
             click.echo(f"\nopsflow: {name} again: stopping in-flight work", err=True)

@@ -55,8 +55,9 @@ def new_run_id() -> str:
 
 class Executor:
     def __init__(self, store: Store, observer: Observer | None = None,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, grace: float = 10.0) -> None:
         self.store = store
+        self.grace = grace
         self.observer: Observer = observer or NullObserver()
         self.cancel = cancel or threading.Event()
         self.cancel_reason = ""
@@ -72,6 +73,10 @@ class Executor:
         """Let no new host or step start; with ``hard``, also kill what is in flight."""
         if not self.cancel.is_set():
             self.cancel_reason = reason
+            if not hard:  # in-flight work gets a short deadline, then it is stopped
+                timer = threading.Timer(self.grace, self.request_cancel, (reason, True))
+                timer.daemon = True
+                timer.start()
         self.cancel.set()
         if hard:
             for ctx in list(self._contexts):
