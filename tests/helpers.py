@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -44,6 +45,16 @@ class Cli:
         proc = self.run("run", *args, "--json", check_rc=rc)
         data: dict[str, Any] = json.loads(proc.stdout)
         return data
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows from the store, or none while it does not exist yet (a run is still creating it)."""
+        if not self.db.exists():
+            return []
+        try:
+            with sqlite3.connect(self.db, timeout=10) as db:
+                return db.execute(sql).fetchall()
+        except sqlite3.OperationalError:
+            return []
 
     def history(self) -> list[dict[str, Any]]:
         proc = self.run("history", "--json", check_rc=0)

@@ -6,7 +6,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -183,10 +182,8 @@ def test_host_cut_off_mid_run_is_unreachable_others_go_on(cli: Cli, tmp_path: Pa
     try:
         deadline = time.time() + 30
         while time.time() < deadline:  # cut srv2 once the first step has finished everywhere
-            if cli.db.exists():
-                with sqlite3.connect(cli.db) as db:
-                    if db.execute("SELECT COUNT(*) FROM results WHERE step='first'").fetchone()[0] == 3:
-                        break
+            if cli.query("SELECT COUNT(*) FROM results WHERE step='first'") == [(3,)]:
+                break
             time.sleep(0.05)
         lab.fault("srv2", "down")
         out, err = proc.communicate(timeout=120)
@@ -227,9 +224,7 @@ def test_bad_runbooks_exit_2_and_record_nothing(cli: Cli, tmp_path: Path, case: 
     first = proc.stderr.strip().splitlines()[0]
     assert first.startswith(f"{rb}:") and first.split(":")[1].isdigit(), proc.stderr
     assert "Traceback" not in proc.stderr
-    if cli.db.exists():
-        with sqlite3.connect(cli.db) as db:
-            assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
+    assert cli.query("SELECT COUNT(*) FROM runs") in ([], [(0,)])
 
 
 def test_secret_never_in_store_or_output(cli: Cli, tmp_path: Path, lab: Any) -> None:
@@ -269,10 +264,8 @@ def test_sigkill_leaves_finished_steps_and_run_is_abandoned(cli: Cli, tmp_path: 
     proc = cli.popen("run", str(rb))
     deadline = time.time() + 30
     while time.time() < deadline:
-        if cli.db.exists():
-            with sqlite3.connect(cli.db) as db:
-                if db.execute("SELECT COUNT(*) FROM results WHERE step='quick'").fetchone()[0]:
-                    break
+        if cli.query("SELECT COUNT(*) FROM results WHERE step='quick'") == [(1,)]:
+            break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -38,10 +37,7 @@ def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> An
 
 
 def db_rows(cli: Cli, sql: str) -> list[tuple[Any, ...]]:
-    if not cli.db.exists():
-        return []
-    with sqlite3.connect(cli.db) as db:
-        return db.execute(sql).fetchall()
+    return cli.query(sql)
 
 
 def test_rolling_batches_stop_past_max_fail_percentage(cli: Cli, tmp_path: Path, lab: Any, token: str) -> None:
@@ -136,7 +132,7 @@ def test_approval_from_another_process(cli: Cli, tmp_path: Path, lab: Any, token
     assert cli.history()[0]["status"] == "waiting"
     if decision != "timeout":
         out = cli.run(decision, run_id, "--comment", "checked with on-call", check_rc=0)
-        assert f"{decision[:4]}" in out.stdout
+        assert {"approve": "approved", "deny": "denied"}[decision] in out.stdout
     stdout, stderr = proc.communicate(timeout=60)
     run = json.loads(stdout)
     gate = by_step(run)[("four eyes", "srv1")]

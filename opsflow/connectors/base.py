@@ -60,6 +60,8 @@ class RunContext:
                 os.killpg(proc.pid, 9)
             except (ProcessLookupError, PermissionError):
                 pass
+        if self._ssh_config is not None:
+            self._close_masters()  # ends the remote sessions too, so remote commands stop
 
     @property
     def control_dir(self) -> Path:
@@ -168,6 +170,15 @@ class PerHostConnector:
                 pass
 
 
+def _abandon(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """Stop reading a process whose pipes another process keeps open."""
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    proc.wait()
+    return "", ""
+
+
 def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: dict[str, str] | None = None,
                 cwd: str | None = None, track: set[subprocess.Popen[str]] | None = None,
                 ) -> tuple[int | None, str, str, bool]:
@@ -184,23 +195,35 @@ def run_process(argv: list[str], stdin: str | None, timeout: float | None, env: 
         return 127, "", f"cannot start {argv[0]}: {exc.strerror}", False
     if track is not None:
         track.add(proc)
+    deadline = time.monotonic() + timeout if timeout else None
+    exited_at: float | None = None
+    pending_input = stdin
     try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-        return proc.returncode, out, err, False
-    except subprocess.TimeoutExpired:
+        while True:
+            step = 0.5 if deadline is None else max(0.01, min(0.5, deadline - time.monotonic()))
+            try:
+                data, pending_input = pending_input, None  # input can only be given to the first call
+                out, err = proc.communicate(data, timeout=step)
+                return proc.returncode, out, err, False
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if proc.poll() is not None:
+                # the client is gone (killed) but a multiplexing master still holds its pipes
+                exited_at = exited_at or now
+                if now - exited_at > 1.0:
+                    out, err = _abandon(proc)
+                    return proc.returncode, out, err, False
+            if deadline is not None and now >= deadline:
+                break
         try:
             os.killpg(proc.pid, 9)
         except ProcessLookupError:
             pass
         try:
-            # a multiplexed ssh client hands its pipes to the master: do not wait for the remote end
             out, err = proc.communicate(timeout=1)
         except subprocess.TimeoutExpired:
-            for pipe in (proc.stdout, proc.stderr):
-                if pipe is not None:
-                    pipe.close()
-            proc.wait()
-            out, err = "", ""
+            out, err = _abandon(proc)
         return None, out or "", err or "", True
     finally:
         if track is not None:

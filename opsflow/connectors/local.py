@@ -17,6 +17,9 @@ class LocalConnector(PerHostConnector):
         red = ctx.redactor
         common = {"stdout": bound(red.text(out)), "stderr": bound(red.text(err)), "started_at": started,
                   "ended_at": time.time()}
+        if ctx.hard_cancel.is_set() and (rc is None or rc < 0 or rc == 255):
+            return task.result(HostStatus.FAILED, rc=rc, error_class="Canceled",
+                               error="stopped in flight: the run was canceled", **common)
         if timed_out:
             return task.result(HostStatus.TIMEOUT, error_class="StepTimeout",
                                error=f"no answer within {task.timeout:g} s", **common)

@@ -132,9 +132,7 @@ class Executor:
         targets = set(plan.targets)
         for number, batch in enumerate(batches, 1):
             members = set(batch)
-            for ps in plan.steps:
-                if self.cancel.is_set():
-                    break
+            for ps in plan.steps:  # after a cancel, the remaining steps are recorded as skipped
                 # hosts outside the targets (a step's own `hosts:`) run with the first batch
                 hosts = [h for h in ps.hosts if h in members or (number == 1 and h not in targets)]
                 before = set(state.failed)

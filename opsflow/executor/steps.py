@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsflow.connectors import HostTask, RunContext, connector_for
@@ -76,7 +77,7 @@ class StepRunner:
                     state.failed.add(result.host)
                 elif result.status != HostStatus.SKIPPED:
                     state.completed.setdefault(result.host, []).append(ps)
-            if step.register_as:
+            if step.register_as and "done_in" not in result.data:
                 state.registered.setdefault(result.host, {})[step.register_as] = result.registered()
         self.ex.store.add_result(state.run_id, result)
         self.ex.observer.host_done(result)
@@ -263,13 +264,13 @@ class StepRunner:
 
         plan, started = self.state.plan, time.time()
         spec = tasks[0].spec
-        path = project_file(plan.loaded, spec.path)
-        if path == spec.path:
-            path = project_file(plan.loaded, f"runbooks/{spec.path}")
+        from opsflow.runbook.validate import resolve_runbook
+
+        path = resolve_runbook(plan.loaded.root, plan.loaded.path, spec.path) or Path(spec.path)
         req = plan.request
         try:
             child = build_plan(RunRequest(
-                runbook=path, params=spec.params, inventory=req.inventory,
+                runbook=str(path), params=spec.params, inventory=req.inventory,
                 limit=":".join(t.host.name for t in tasks), trigger=req.trigger, started_by=req.started_by,
                 check=req.check, parent_run=self.state.run_id,
                 lock_owners=req.lock_owners | {self.state.run_id}))

@@ -56,6 +56,13 @@ def resolve_playbook(root: Path, runbook_path: Path, name: str) -> Path | None:
     return None
 
 
+def resolve_runbook(root: Path, runbook_path: Path, name: str) -> Path | None:
+    for candidate in (Path(name), runbook_path.parent / name, root / "runbooks" / name):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
 def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or n for n, f in model.model_fields.items()]
 
@@ -161,6 +168,10 @@ def _semantic_diagnostics(lrb: LoadedRunbook, inventory: Inventory | None) -> li
                 line, col = lrb.where(section, i, "ansible")
                 out.append(Diagnostic(f, line, col, f"playbook {step.ansible.playbook!r} not found "
                                       f"(looked in {lrb.root / 'playbooks'} and {lrb.path.parent})"))
+            if step.runbook and resolve_runbook(lrb.root, lrb.path, step.runbook.path) is None:
+                line, col = lrb.where(section, i, "runbook")
+                out.append(Diagnostic(f, line, col, f"runbook {step.runbook.path!r} not found "
+                                      f"(looked in {lrb.path.parent} and {lrb.root / 'runbooks'})"))
             if step.hosts and inventory is not None:
                 try:
                     inventory.select(step.hosts)
@@ -215,4 +226,5 @@ def find_runbooks(paths: list[str]) -> list[Path]:
     return out
 
 
-__all__ = ["LoadedRunbook", "PosList", "find_runbooks", "load_runbook", "project_root", "resolve_playbook"]
+__all__ = ["LoadedRunbook", "PosList", "find_runbooks", "load_runbook", "project_root", "resolve_playbook",
+           "resolve_runbook"]
