@@ -38,12 +38,12 @@ demo: setup
 
 # The whole test suite (unit + lab integration + PostgreSQL store), then lint and types.
 test: setup
-	$(BIN)/ruff check opsflow tests bench
+	$(BIN)/ruff check opsflow tests $(wildcard bench)
 	$(BIN)/mypy
 	OPSFLOW_TEST_PG=$${OPSFLOW_TEST_PG:-postgresql://postgres@127.0.0.1:5432/test} $(BIN)/pytest -q -rs
 
 lint: venv
-	$(BIN)/ruff check opsflow tests bench
+	$(BIN)/ruff check opsflow tests $(wildcard bench)
 	$(BIN)/mypy
 
 bench: setup
