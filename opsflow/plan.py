@@ -127,6 +127,10 @@ def check_support(step: Step) -> tuple[bool, str]:
         return False, "not checked: a device command that is not a show command"
     if action == "runbook":
         return True, "the sub-runbook runs in check mode"
+    if action in ("network.restore", "restore"):
+        return True, "shows what would be restored, applies nothing"
+    if action in ("network.backup", "backup"):
+        return False, "not checked: a backup stores a new version"
     return False, f"not checked: a {action} step cannot run in check mode"
 
 

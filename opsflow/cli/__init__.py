@@ -32,10 +32,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from opsflow.cli import commands, lab
+    from opsflow.cli import backup, commands, lab
+    from opsflow.cli import daemon as events_cli
 
     for cmd in (commands.run, commands.resume, commands.approve, commands.deny, commands.validate, commands.plan, commands.list_runbooks, commands.history,
-                commands.show, commands.schema, lab.lab):
+                commands.show, commands.schema, backup.backup, lab.lab,
+                events_cli.daemon, events_cli.events, events_cli.breaker):
         main.add_command(cmd)
 
 

@@ -23,7 +23,11 @@ def connector_for(action: str, host_kind: str) -> Connector:
         from opsflow.connectors.ansible import AnsibleConnector
 
         return AnsibleConnector()
-    if action in ("network.command", "network.config") or (action == "verify" and host_kind == "device"):
+    if action in ("backup", "restore"):
+        from opsflow.connectors.backup import BackupConnector
+
+        return BackupConnector()
+    if action in ("network.command", "network.config", "network.backup", "network.restore") or (action == "verify" and host_kind == "device"):
         from opsflow.connectors.network import NetworkConnector
 
         return NetworkConnector()

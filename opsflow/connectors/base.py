@@ -43,6 +43,7 @@ class RunContext:
     inventory: Inventory
     redactor: Redactor
     concurrency: int = 20
+    run_id: str = ""
     cancel: threading.Event = field(default_factory=threading.Event)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ofr-")))
     _closers: list[Callable[[], None]] = field(default_factory=list)

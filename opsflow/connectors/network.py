@@ -129,6 +129,10 @@ class NetworkConnector:
                              error=f"device rejected: {', '.join(bad)}" if bad else None)
         if ht.action == "network.config":
             return self._config(conn, ht, ctx, timeout)
+        if ht.action in ("network.backup", "network.restore"):
+            from opsflow.connectors import netbackup
+
+            return (netbackup.backup if ht.action == "network.backup" else netbackup.restore)(conn, ht, ctx, timeout)
         return self._verify(conn, ht, ctx, timeout)
 
     def _config(self, conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:

@@ -97,7 +97,7 @@ class Executor:
             hosts={h: "pending" for h in plan.targets}))
         self.observer.run_started(state.run_id, plan)
         ctx = RunContext(inventory=plan.inventory, redactor=state.redactor, concurrency=rb.concurrency,
-                         cancel=self.cancel)
+                         cancel=self.cancel, run_id=state.run_id)
         self._contexts.append(ctx)
         runner = StepRunner(self, state, ctx)
         error: str | None = None

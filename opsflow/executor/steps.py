@@ -213,7 +213,7 @@ class StepRunner:
             self._sub_runbook(ps, tasks, emit)
             return
         wrong = None
-        if action in ("command", "ansible") and kind == "device":
+        if action in ("command", "ansible", "backup", "restore") and kind == "device":
             wrong = "{a} runs on servers; {h} is a {p} device (use network.command / network.config)"
         elif action.startswith("network.") and kind == "server":
             wrong = "{a} runs on network devices; {h} is a server"

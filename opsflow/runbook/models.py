@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from opsflow.events.models import Triggers
+
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
@@ -41,6 +43,22 @@ def _number_or_template(value: float | str) -> float | str:
 
 # a number, or a template that renders to one when the step runs
 Number = Annotated[float | str, AfterValidator(_number_or_template)]
+
+
+def _count_or_template(value: int | str) -> int | str:
+    if isinstance(value, str):
+        if "{{" in value:
+            return value
+        try:
+            value = int(value)
+        except ValueError:
+            raise ValueError(f"expected a whole number or a {{{{ template }}}}, got {value!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a number >= 0, got {value}")
+    return value
+
+
+Count = Annotated[int | str, AfterValidator(_count_or_template)]
 
 
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
@@ -177,6 +195,48 @@ class Check(_Model):
         return next(k for k in CHECK_KINDS if getattr(self, k) is not None)
 
 
+class NetworkBackupAction(_Model):
+    """Save the running configuration as a new version when it changed."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {} if value is None or value is True else value
+
+
+class NetworkRestoreAction(_Model):
+    version: str = Field("latest", description="a version id, 'latest', or '~N' (N versions back)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        if value is None or value is True:
+            return {}
+        return {"version": value} if isinstance(value, str) else value
+
+
+class BackupAction(_Model):
+    paths: list[str] = Field(min_length=1, description="absolute paths to archive")
+    keep_last: Count | None = None
+    keep_daily: Count = 0
+    keep_weekly: Count = 0
+    keep_monthly: Count = 0
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute(cls, value: list[str]) -> list[str]:
+        for p in value:
+            if not p.startswith("/") and "{{" not in p:
+                raise ValueError(f"backup path {p!r} must be absolute")
+        return value
+
+
+class RestoreAction(_Model):
+    version: str = Field("latest", description="an archive id or 'latest'")
+    from_host: str | None = Field(None, description="restore another host's backup (restore drills)")
+    target: str | None = Field(None, description="restore under this directory instead of /")
+
+
 class ApproveAction(_Model):
     message: str = "Approve to continue"
     timeout: float = Field(3600, gt=0, description="seconds to wait; no decision by then means deny")
@@ -238,7 +298,7 @@ class Lock(_Model):
 
 
 ACTION_KEYS = ("ansible", "command", "network.command", "network.config", "verify", "local", "approve",
-               "runbook")
+               "runbook", "network.backup", "network.restore", "backup", "restore")
 
 
 class Step(_Model):
@@ -262,6 +322,10 @@ class Step(_Model):
     local: CommandAction | None = None
     approve: ApproveAction | None = Field(None, description="pause until `opsflow approve` (timeout = deny)")
     runbook: RunbookAction | None = Field(None, description="run another runbook as part of this run")
+    network_backup: NetworkBackupAction | None = Field(None, alias="network.backup")
+    network_restore: NetworkRestoreAction | None = Field(None, alias="network.restore")
+    backup: BackupAction | None = None
+    restore: RestoreAction | None = None
     # production safety
     serial: Annotated[Serial | None, AfterValidator(_serial)] = Field(
         None, description="run the step's hosts in batches: 1, '25%', [1, '25%', '100%']")
@@ -288,8 +352,9 @@ class Step(_Model):
                 raise ValueError(
                     f"a step needs exactly one action ({', '.join(ACTION_KEYS)}); got {', '.join(found) or 'none'}"
                 )
-            if "approve" in value and value["approve"] in (None, True):
-                value = {**value, "approve": {}}
+            for key in ("approve", "network.backup", "network.restore", "restore"):
+                if key in value and value[key] in (None, True):
+                    value = {**value, key: {}}
         return value
 
     @property
@@ -318,6 +383,7 @@ class Runbook(_Model):
     max_fail_percentage: float | None = Field(
         None, ge=0, le=100, description="stop starting batches once more than this % of a batch failed")
     lock: Lock | None = Field(None, description="true (per host), 'runbook', or {scope, wait}")
+    triggers: Triggers | None = Field(None, description="events that start this runbook (`opsflow daemon`)")
 
     @field_validator("params")
     @classmethod
@@ -326,3 +392,9 @@ class Runbook(_Model):
             if not re.match(IDENT, key):
                 raise ValueError(f"param name {key!r} is not an identifier")
         return value
+
+    @model_validator(mode="after")
+    def _trigger_params(self) -> Runbook:
+        if self.triggers is not None:
+            self.triggers.check_params(set(self.params))
+        return self

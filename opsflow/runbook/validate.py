@@ -109,7 +109,10 @@ def _model_at(loc: tuple[Any, ...]) -> Any:
             return Step
         if len(loc) >= 3:
             sub = {"ansible": m.AnsibleAction, "command": m.CommandAction, "local": m.CommandAction,
-                   "network.command": m.NetworkCommandAction, "network.config": m.NetworkConfigAction}
+                   "network.command": m.NetworkCommandAction, "network.config": m.NetworkConfigAction,
+                   "network.backup": m.NetworkBackupAction, "network.restore": m.NetworkRestoreAction,
+                   "backup": m.BackupAction, "restore": m.RestoreAction, "approve": m.ApproveAction,
+                   "runbook": m.RunbookAction}
             if loc[2] == "verify":
                 return Check
             return sub.get(str(loc[2]))

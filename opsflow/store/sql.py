@@ -18,6 +18,7 @@ from typing import Any
 from opsflow.errors import StoreError
 from opsflow.results import RunStatus, StepResult
 from opsflow.store.base import RunRecord
+from opsflow.store.events import EVENTS_DDL, EventStoreMixin
 
 SCHEMA_VERSION = 1
 
@@ -75,7 +76,7 @@ def _alive(pid: int, start: str) -> bool:
     return not start or process_start(pid) == start
 
 
-class SqlStore:
+class SqlStore(EventStoreMixin):
     def __init__(self, url: str, conn: Any, dialect: str) -> None:
         self.url = url
         self._conn = conn
@@ -123,7 +124,7 @@ class SqlStore:
 
     def _migrate(self) -> None:
         serial = "BIGSERIAL PRIMARY KEY" if self._dialect == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        for stmt in _DDL.format(serial=serial).split(";"):
+        for stmt in (_DDL + EVENTS_DDL).format(serial=serial).split(";"):
             if stmt.strip():
                 self._exec(stmt)
         rows = self._exec("SELECT value FROM opsflow_meta WHERE key = 'schema'")
@@ -290,6 +291,18 @@ class SqlStore:
             if len(rows) != 1:
                 return None
         return self._run_dict(rows[0])
+
+    def results_by_action(self, actions: tuple[str, ...], limit: int = 10000) -> list[dict[str, Any]]:
+        """Newest first: results of the given actions across runs (backup reports)."""
+        marks = ", ".join("?" for _ in actions)
+        rows = self._exec(f"SELECT {', '.join(_RESULT_COLS)} FROM results WHERE action IN ({marks}) "
+                          "ORDER BY ended_at DESC LIMIT ?", (*actions, limit))
+        out = []
+        for row in rows:
+            d = dict(zip(_RESULT_COLS, row, strict=True))
+            d["data"] = json.loads(d["data"] or "{}")
+            out.append(d)
+        return out
 
     def results(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._exec(f"SELECT {', '.join(_RESULT_COLS)} FROM results WHERE run_id = ? ORDER BY id",

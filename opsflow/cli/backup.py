@@ -1,0 +1,151 @@
+"""opsflow backup list / show / diff / verify / report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from opsflow.errors import UsageError
+
+
+def _stores() -> tuple[Any, Any]:
+    from opsflow.backup import backup_home
+    from opsflow.backup.archives import ArchiveStore
+    from opsflow.backup.repo import ConfigRepo
+
+    home = backup_home()
+    return ConfigRepo(home / "network"), ArchiveStore(home / "servers")
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@click.group()
+def backup() -> None:
+    """Device config versions and server archives: list, show, diff, verify, report."""
+
+
+@backup.command("list")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+def list_(name: str | None, as_json: bool) -> None:
+    """Versions of a device's config or a server's archives (all, without NAME)."""
+    repo, archives = _stores()
+    rows: list[dict[str, Any]] = []
+    devices = [name] if name and name in repo.devices() else ([] if name else repo.devices())
+    for dev in devices:
+        rows += [{"name": dev, "kind": "config", "version": v.id, "at": v.at, "note": v.message}
+                 for v in repo.versions(dev)]
+    for a in archives.archives(name) if (not name or (archives.root / name).is_dir()) else []:
+        m = a.manifest()
+        rows.append({"name": a.host, "kind": "archive", "version": a.id, "at": a.created,
+                     "note": f"{sum(1 for f in m['files'] if f['type'] == 'file')} files, {m['archive_size']} bytes"})
+    if name and not rows:
+        raise UsageError(f"no backup of {name!r} (devices: {', '.join(repo.devices()) or 'none'})")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        click.echo(f"{r['name']:<12} {r['kind']:<8} {r['version']:<34} {_when(r['at'])}  {r['note']}")
+
+
+@backup.command()
+@click.argument("device")
+@click.argument("version", required=False)
+def show(device: str, version: str | None) -> None:
+    """A device's saved config (default: the latest version)."""
+    repo, _ = _stores()
+    click.echo(repo.show(device, version), nl=False)
+
+
+@backup.command()
+@click.argument("device")
+@click.argument("v1", required=False)
+@click.argument("v2", required=False)
+def diff(device: str, v1: str | None, v2: str | None) -> None:
+    """Diff of two versions (default: previous → latest; one version → that → latest)."""
+    repo, _ = _stores()
+    text = repo.diff(device, v1, v2 or ("latest" if v1 else None))
+    click.echo(text or "no difference", nl=not text)
+
+
+@backup.command()
+@click.argument("host", required=False)
+@click.option("--all", "all_", is_flag=True, help="every archive (default: the latest per host)")
+def verify(host: str | None, all_: bool) -> None:
+    """Re-read stored archives against their manifests (exit 1 when any fails)."""
+    _, archives = _stores()
+    found = archives.archives(host)
+    if not all_:
+        latest: dict[str, Any] = {}
+        for a in found:
+            latest.setdefault(a.host, a)
+        found = list(latest.values())
+    if not found:
+        raise UsageError("no archive to verify")
+    bad = 0
+    for a in found:
+        problems = archives.verify(a)
+        bad += bool(problems)
+        click.echo(f"{'FAIL' if problems else 'ok  '} {a.host:<12} {a.id}" + (f": {'; '.join(problems[:3])}" if problems else ""))
+    click.echo(f"{len(found) - bad} of {len(found)} archive(s) intact")
+    sys.exit(1 if bad else 0)
+
+
+@backup.command()
+@click.option("--db", default=None, envvar="OPSFLOW_DB")
+@click.option("--max-backup-age", default=26 * 3600, show_default=True, help="seconds")
+@click.option("--max-drill-age", default=8 * 86400, show_default=True, help="seconds")
+@click.option("--json", "as_json", is_flag=True)
+def report(db: str | None, max_backup_age: float, max_drill_age: float, as_json: bool) -> None:
+    """Backup age and the last restore drill (RTO, RPO) per host and device; flags what is overdue."""
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    rows = store.results_by_action(("backup", "network.backup", "restore", "network.restore"))
+    store.close()
+    now, table = time.time(), {}
+    for r in rows:
+        ok = r["status"] in ("ok", "changed")
+        if r["action"] in ("backup", "network.backup"):
+            entry = table.setdefault(r["host"], {"name": r["host"]})
+            if ok and "backup_at" not in entry:
+                entry["backup_at"] = r["ended_at"]
+        elif ok and "rto_seconds" in r["data"]:
+            source = r["data"].get("source") or r["host"]
+            entry = table.setdefault(source, {"name": source})
+            if "drill_at" not in entry:
+                entry.update(drill_at=r["ended_at"], rto=r["data"]["rto_seconds"], rpo=r["data"]["rpo_seconds"],
+                             drill_on=r["host"])
+    for entry in table.values():
+        flags = []
+        if now - entry.get("backup_at", 0) > max_backup_age:
+            flags.append("backup overdue")
+        if now - entry.get("drill_at", 0) > max_drill_age:
+            flags.append("no recent drill")
+        entry["flags"] = flags
+    out = sorted(table.values(), key=lambda e: e["name"])
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{'name':<12} {'backup age':>10} {'last drill':>10} {'RTO':>8} {'RPO':>8}  flags")
+    for e in out:
+        rto = f"{e['rto']:.2f}s" if "rto" in e else "-"
+        rpo = _age(e["rpo"]) if "rpo" in e else "-"
+        click.echo(f"{e['name']:<12} {_age(now - e['backup_at'] if 'backup_at' in e else None):>10} "
+                   f"{_age(now - e['drill_at'] if 'drill_at' in e else None):>10} {rto:>8} {rpo:>8}  "
+                   f"{', '.join(e['flags']) or 'ok'}")

@@ -1,0 +1,75 @@
+"""network.backup / network.restore on one device session (called by the network connector)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from opsflow.backup import backup_home
+from opsflow.backup.configs import InvalidConfig, restore_delta, validate
+from opsflow.backup.repo import BackupError, ConfigRepo
+from opsflow.connectors.base import HostTask, RunContext
+from opsflow.netconfig import config_diff
+from opsflow.results import HostStatus, StepResult, bound
+
+CONFIG_ERROR = r"^%\s*(Unknown|Invalid|Ambiguous|Incomplete|Error|Command incomplete)"
+
+
+def repo() -> ConfigRepo:
+    return ConfigRepo(backup_home() / "network")
+
+
+def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
+    name = ht.host.name
+    text = conn.send_command("show running-config", read_timeout=timeout)
+    try:
+        config = validate(text, ht.host.platform)
+    except InvalidConfig as exc:
+        return ht.result(HostStatus.FAILED, error_class="InvalidConfig",
+                         error=f"not stored: {exc}", stdout=bound(ctx.redactor.text(text), 4096))
+    try:
+        previous = repo().show(name) if repo().versions(name) else ""
+        version, changed = repo().save(name, config, ctx.run_id)
+    except BackupError as exc:
+        return ht.result(HostStatus.FAILED, error_class="BackupError", error=str(exc))
+    diff = config_diff(previous, config) if changed and previous else ""
+    return ht.result(HostStatus.CHANGED if changed else HostStatus.OK, changed=changed,
+                     stdout=ctx.redactor.text(diff or (f"new version {version}" if changed else f"unchanged ({version})")),
+                     data={"version": version, "new_version": changed, "lines": len(config.splitlines()),
+                           "diff": ctx.redactor.text(diff)})
+
+
+def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
+    name, spec = ht.host.name, ht.spec
+    started = time.time()
+    try:
+        v = repo().resolve(name, spec.version)
+        target = repo().show(name, v.id)
+    except BackupError as exc:
+        return ht.result(HostStatus.FAILED, error_class="BackupError", error=str(exc))
+    running = conn.send_command("show running-config", read_timeout=timeout)
+    delta = restore_delta(running, target)
+    data: dict[str, Any] = {"version": v.id, "delta": delta, "rpo_seconds": round(started - v.at, 3)}
+    if ht.check or not delta:
+        return ht.result(HostStatus.OK, data={**data, "check_mode": ht.check},
+                         stdout="\n".join(delta) or f"running config already equals {v.id}")
+    try:
+        out = conn.send_config_set(delta, error_pattern=CONFIG_ERROR, read_timeout=timeout)
+    except Exception as exc:
+        if type(exc).__name__ == "ConfigInvalidException":
+            try:
+                conn.exit_config_mode()
+            except Exception:  # noqa: BLE001,S110
+                pass
+            return ht.result(HostStatus.FAILED, error_class="ConfigRejected", data=data,
+                             error=f"device rejected the restore: {str(exc).strip().splitlines()[-1][:200]}")
+        raise
+    conn.save_config()
+    after = conn.send_command("show running-config", read_timeout=timeout)
+    left = restore_delta(after, target)
+    data.update(rto_seconds=round(time.time() - started, 3), applied=len(delta))
+    if left:
+        return ht.result(HostStatus.FAILED, error_class="RestoreNotVerified", data={**data, "remaining": left},
+                         stdout=bound(out), error=f"after the restore the config still differs: {left[:5]}")
+    return ht.result(HostStatus.CHANGED, changed=True, data=data,
+                     stdout=ctx.redactor.text("\n".join(delta)) + f"\nrestored {v.id}; running config verified")

@@ -1,0 +1,186 @@
+"""Events, what the daemon did with each (actions), and circuit breakers: a mixin of SqlStore.
+
+An event row is what was received; an action row is one matched rule's decision: ``queued`` →
+``started`` (a run) → ``finished``, or ``suppressed`` / ``canceled`` with a reason. Receipt, queueing,
+run start and run end are timestamped, so the event → run latencies are on record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opsflow.events.models import Event
+
+EVENTS_DDL = """
+CREATE TABLE IF NOT EXISTS events (
+  id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, source TEXT, name TEXT, status TEXT, host TEXT,
+  severity TEXT, message TEXT, fingerprint TEXT, occurrence TEXT, peer TEXT, payload TEXT, rules TEXT,
+  outcome TEXT, check_mode INTEGER DEFAULT 0);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE TABLE IF NOT EXISTS event_actions (
+  id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rule TEXT NOT NULL, host TEXT, dedup_key TEXT, occurrence TEXT,
+  outcome TEXT NOT NULL, reason TEXT, detail TEXT, run_id TEXT, run_status TEXT, daemon TEXT,
+  received_at DOUBLE PRECISION, queued_at DOUBLE PRECISION, started_at DOUBLE PRECISION,
+  ended_at DOUBLE PRECISION, start_latency DOUBLE PRECISION, end_latency DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS event_actions_event ON event_actions (event_id);
+CREATE INDEX IF NOT EXISTS event_actions_run ON event_actions (run_id);
+CREATE INDEX IF NOT EXISTS event_actions_outcome ON event_actions (outcome);
+CREATE TABLE IF NOT EXISTS breakers (
+  rule TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'closed',
+  opened_at DOUBLE PRECISION, last_run TEXT, reset_at DOUBLE PRECISION, reset_by TEXT);
+"""
+
+PAYLOAD_LIMIT = 64 * 1024  # characters of an event's labels/annotations/data kept
+_EVENT_COLS = ("id", "received_at", "source", "name", "status", "host", "severity", "message", "fingerprint",
+               "occurrence", "peer", "payload", "rules", "outcome", "check_mode")
+_ACTION_COLS = ("id", "event_id", "rule", "host", "dedup_key", "occurrence", "outcome", "reason", "detail",
+                "run_id", "run_status", "daemon", "received_at", "queued_at", "started_at", "ended_at",
+                "start_latency", "end_latency")
+_BREAKER_COLS = ("rule", "failures", "state", "opened_at", "last_run", "reset_at", "reset_by")
+
+
+def _payload(event: Event) -> str:
+    text = json.dumps({"labels": event.labels, "annotations": event.annotations, "data": event.data},
+                      default=str, ensure_ascii=False)
+    if len(text) > PAYLOAD_LIMIT:
+        return json.dumps({"truncated": True, "size": len(text), "labels": event.labels if
+                           len(json.dumps(event.labels)) < PAYLOAD_LIMIT // 2 else {}})
+    return text
+
+
+class EventStoreMixin:
+    if TYPE_CHECKING:
+        def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
+        def release_locks(self, run_id: str) -> None: ...
+
+    # ---- events and actions ----------------------------------------------------------
+    def add_event(self, event: Event, rules: list[str], check: bool = False) -> None:
+        row = (event.id, event.received_at, event.source, event.name, event.status, event.host, event.severity,
+               event.message[:8192], event.fingerprint, event.occurrence, event.peer, _payload(event),
+               json.dumps(rules), "matched" if rules else "no_rule", int(check))
+        self._exec(f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.join('?' for _ in row)})", row)
+
+    def add_action(self, action: dict[str, Any]) -> None:
+        cols = [c for c in _ACTION_COLS if c in action]
+        self._exec(f"INSERT INTO event_actions ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                   tuple(action[c] for c in cols))
+
+    def update_action(self, action_id: str, **fields: Any) -> None:
+        cols = [c for c in fields if c in _ACTION_COLS and c != "id"]
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        self._exec(f"UPDATE event_actions SET {sets} WHERE id = ?", (*(fields[c] for c in cols), action_id))
+
+    def _actions(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        rows = self._exec(f"SELECT {', '.join(_ACTION_COLS)} FROM event_actions WHERE {where} ORDER BY id", args)
+        return [dict(zip(_ACTION_COLS, r, strict=True)) for r in rows]
+
+    def _event_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
+        d = dict(zip(_EVENT_COLS, row, strict=True))
+        d.update(json.loads(d.pop("payload") or "{}"))
+        d["rules"] = json.loads(d["rules"] or "[]")
+        d["check_mode"] = bool(d["check_mode"])
+        return d
+
+    def events(self, since: float | None = None, limit: int = 100, rule: str | None = None,
+               outcome: str | None = None) -> list[dict[str, Any]]:
+        """Events newest first, each with its actions (``outcome``: no_rule, or an action outcome or reason)."""
+        where, args = ["1 = 1"], []
+        if since is not None:
+            where.append("e.received_at >= ?")
+            args.append(since)
+        if rule:
+            where.append("e.id IN (SELECT event_id FROM event_actions WHERE rule = ?)")
+            args.append(rule)
+        if outcome == "no_rule":
+            where.append("e.outcome = 'no_rule'")
+        elif outcome:
+            where.append("e.id IN (SELECT event_id FROM event_actions WHERE outcome = ? OR reason = ?)")
+            args += [outcome, outcome]
+        rows = self._exec(f"SELECT {', '.join('e.' + c for c in _EVENT_COLS)} FROM events e "
+                          f"WHERE {' AND '.join(where)} ORDER BY e.received_at DESC, e.id DESC LIMIT ?",
+                          (*args, limit))
+        out = [self._event_dict(r) for r in rows]
+        by_id = {e["id"]: e for e in out}
+        for e in out:
+            e["actions"] = []
+        ids = list(by_id)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            for a in self._actions(f"event_id IN ({', '.join('?' for _ in chunk)})", tuple(chunk)):
+                by_id[a["event_id"]]["actions"].append(a)
+        return out
+
+    def event_for_run(self, run_id: str) -> dict[str, Any] | None:
+        """The event that started a run, with the action that started it (``action``)."""
+        actions = self._actions("run_id = ?", (run_id,))
+        if not actions:
+            return None
+        rows = self._exec(f"SELECT {', '.join(_EVENT_COLS)} FROM events WHERE id = ?", (actions[0]["event_id"],))
+        if not rows:
+            return None
+        event = self._event_dict(rows[0])
+        event["action"] = actions[0]
+        return event
+
+    def recent_actions(self, since: float) -> list[dict[str, Any]]:
+        """Actions of events received since then, oldest first (to restore the daemon's guard)."""
+        return self._actions("received_at >= ?", (since,))
+
+    def recover_actions(self, daemon_alive: Callable[[str], bool]) -> int:
+        """After a crash: queued actions of a dead daemon are canceled; started ones take their run's end."""
+        n = 0
+        for a in self._actions("outcome = 'queued'", ()):
+            if not daemon_alive(a["daemon"] or ""):
+                self.update_action(a["id"], outcome="canceled", reason="daemon_stopped",
+                                   detail="the daemon stopped before this run started")
+                n += 1
+        for a in self._actions("outcome = 'started'", ()):
+            rows = self._exec("SELECT status, ended_at FROM runs WHERE id = ?", (a["run_id"],))
+            if rows and rows[0][0] not in ("running", "waiting"):
+                ended = rows[0][1] or time.time()
+                self.update_action(a["id"], outcome="finished", run_status=rows[0][0], ended_at=ended,
+                                   end_latency=ended - (a["received_at"] or ended))
+                n += 1
+        return n
+
+    def host_lock_holder(self, host: str) -> str | None:
+        rows = self._exec("SELECT l.run_id FROM locks l JOIN runs r ON r.id = l.run_id "
+                          "WHERE l.resource = ? AND r.status IN ('running', 'waiting')", (f"host:{host}",))
+        return str(rows[0][0]) if rows else None
+
+    # ---- circuit breakers ------------------------------------------------------------
+    def breaker(self, rule: str) -> dict[str, Any] | None:
+        rows = self._exec(f"SELECT {', '.join(_BREAKER_COLS)} FROM breakers WHERE rule = ?", (rule,))
+        return dict(zip(_BREAKER_COLS, rows[0], strict=True)) if rows else None
+
+    def breakers(self) -> list[dict[str, Any]]:
+        rows = self._exec(f"SELECT {', '.join(_BREAKER_COLS)} FROM breakers ORDER BY rule")
+        return [dict(zip(_BREAKER_COLS, r, strict=True)) for r in rows]
+
+    def breaker_result(self, rule: str, run_id: str, failed: bool, threshold: int) -> bool:
+        """Count a remediation's outcome; return True when this failure opened the breaker."""
+        self._exec("INSERT INTO breakers (rule, failures, state) VALUES (?, 0, 'closed') "
+                   "ON CONFLICT (rule) DO NOTHING", (rule,))
+        if not failed:
+            self._exec("UPDATE breakers SET failures = 0, last_run = ? WHERE rule = ? AND state = 'closed'",
+                       (run_id, rule))
+            return False
+        self._exec("UPDATE breakers SET failures = failures + 1, last_run = ? WHERE rule = ?", (run_id, rule))
+        if threshold <= 0:
+            return False
+        state = self.breaker(rule) or {}
+        if state.get("state") != "closed" or int(state.get("failures") or 0) < threshold:
+            return False
+        self._exec("UPDATE breakers SET state = 'open', opened_at = ? WHERE rule = ?", (time.time(), rule))
+        return True
+
+    def breaker_reset(self, rule: str, by: str) -> dict[str, Any] | None:
+        if self.breaker(rule) is None:
+            return None
+        self._exec("UPDATE breakers SET state = 'closed', failures = 0, reset_at = ?, reset_by = ? WHERE rule = ?",
+                   (time.time(), by, rule))
+        return self.breaker(rule)
