@@ -275,3 +275,21 @@ def test_sub_runbook_is_recorded_under_the_parent(cli: Cli, tmp_path: Path, lab:
     child = json.loads(cli.run("show", child_id, "--json", check_rc=0).stdout)
     assert child["parent_run"] == run["id"] and child["runbook"] == "server-health"
     assert child["params"]["min_disk_mb"] == 1 and set(child["hosts"]) == {"srv1", "srv2"}
+
+
+def test_runbook_timeout_stops_the_run(cli: Cli, tmp_path: Path, lab: Any) -> None:
+    rb = write_runbook(tmp_path, "slowrb", """\
+        name: slowrb
+        targets: srv1
+        timeout: 2
+        steps:
+          - name: slow
+            command: [sleep, "30"]
+          - name: never
+            command: ["true"]
+    """)
+    t0 = time.time()
+    run = cli.run_json(str(rb), rc=1)
+    assert time.time() - t0 < 15
+    assert run["status"] == "failed" and "runbook timeout of 2 s" in run["error"]
+    assert by_step(run)[("never", "srv1")]["status"] == "skipped"

@@ -118,7 +118,8 @@ def report(db: str | None, max_backup_age: float, max_drill_age: float, as_json:
     store = open_store(db)
     rows = store.results_by_action(("backup", "network.backup", "restore", "network.restore"))
     store.close()
-    now, table = time.time(), {}
+    now = time.time()
+    table: dict[str, dict[str, Any]] = {}
     for r in rows:
         ok = r["status"] in ("ok", "changed")
         if r["action"] in ("backup", "network.backup"):
