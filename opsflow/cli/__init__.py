@@ -8,8 +8,44 @@ import click
 
 from opsflow.errors import OpsflowError, RunbookError
 
+# command → (module, attribute, one-line help); modules are imported only when their command runs,
+# so `opsflow --help` and short commands start fast.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("opsflow.cli.commands", "run", "Run a runbook against its targets."),
+    "plan": ("opsflow.cli.commands", "plan", "Print the plan of a run (steps × hosts); touches nothing."),
+    "resume": ("opsflow.cli.commands", "resume", "Continue a failed, partial, canceled or abandoned run."),
+    "approve": ("opsflow.cli.commands", "approve", "Let a run waiting at an approval step go on."),
+    "deny": ("opsflow.cli.commands", "deny", "Stop a run waiting at an approval step."),
+    "validate": ("opsflow.cli.commands", "validate", "Check runbooks; file:line:col errors, exit 2."),
+    "list": ("opsflow.cli.commands", "list_runbooks", "List runbooks."),
+    "history": ("opsflow.cli.commands", "history", "Past runs, newest first."),
+    "show": ("opsflow.cli.commands", "show", "One run: steps × hosts with durations and outputs."),
+    "schema": ("opsflow.cli.commands", "schema", "JSON Schema of the runbook format."),
+    "backup": ("opsflow.cli.backup", "backup", "Config versions and server archives: list, show, diff, verify, report."),
+    "daemon": ("opsflow.cli.daemon", "daemon", "Receive alerts and events; start matching remediation runbooks."),
+    "events": ("opsflow.cli.daemon", "events", "Received events and what became of them."),
+    "breaker": ("opsflow.cli.daemon", "breaker", "Circuit breakers of event rules."),
+    "lab": ("opsflow.cli.lab", "lab", "The local lab of real servers and routers."),
+}
+
 
 class _Main(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        module, attr, _ = COMMANDS[name]
+        cmd: click.Command = getattr(importlib.import_module(module), attr)
+        return cmd
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -30,18 +66,6 @@ class _Main(click.Group):
 def main() -> None:
     """opsflow — codified runbooks for servers and network devices, every outcome recorded."""
 
-
-def _register() -> None:
-    from opsflow.cli import backup, commands, lab
-    from opsflow.cli import daemon as events_cli
-
-    for cmd in (commands.run, commands.resume, commands.approve, commands.deny, commands.validate, commands.plan, commands.list_runbooks, commands.history,
-                commands.show, commands.schema, backup.backup, lab.lab,
-                events_cli.daemon, events_cli.events, events_cli.breaker):
-        main.add_command(cmd)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
