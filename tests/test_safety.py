@@ -159,7 +159,7 @@ def _lab_state(lab: Any) -> dict[str, str]:
 def test_check_mode_changes_nothing_and_shows_diffs(cli: Cli, lab: Any, token: str) -> None:
     before = _lab_state(lab)
     params = {"router-static-route": ["-e", "prefix=203.0.113.0/24"],
-              "deploy-motd": ["-e", f"message=check {token}"]}
+              "deploy-motd": ["-e", f"message=check {token}"], "restore-drill": ["-e", "source=srv1"]}
     outputs = {}
     for rb in sorted((ROOT / "runbooks").glob("*.yaml")):
         proc = cli.run("run", str(rb), "--check", "--json", *params.get(rb.stem, []))

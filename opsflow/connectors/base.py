@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from opsflow.inventory.models import Host, Inventory
 from opsflow.redact import Redactor
-from opsflow.results import HostStatus, StepResult
+from opsflow.results import HostStatus, StepResult, bound
 
 Emit = Callable[[StepResult], None]
 
@@ -169,6 +169,30 @@ class PerHostConnector:
                                 thread_name_prefix="opsflow-host") as pool:
             for _ in pool.map(one, tasks):
                 pass
+
+
+def command_result(task: HostTask, ctx: RunContext, outcome: tuple[int | None, str, str, bool], started: float,
+                   transport_failure: Callable[[str], tuple[HostStatus, str] | None] | None = None) -> StepResult:
+    """The result of a command (local or remote): canceled, timed out, unreachable, failed or changed."""
+    rc, out, err, timed_out = outcome
+    red = ctx.redactor
+    common: dict[str, Any] = {"stdout": bound(red.text(out)), "stderr": bound(red.text(err)),
+                              "started_at": started, "ended_at": time.time()}
+    if ctx.hard_cancel.is_set() and (rc is None or rc < 0 or rc == 255):
+        return task.result(HostStatus.FAILED, rc=rc, error_class="Canceled",
+                           error="stopped in flight: the run was canceled", **common)
+    if timed_out:
+        return task.result(HostStatus.TIMEOUT, error_class="StepTimeout",
+                           error=f"no answer within {task.timeout:g} s", **common)
+    failure = transport_failure(err) if transport_failure and rc == 255 else None
+    if failure:
+        status, cls = failure
+        msg = err.strip().splitlines()[-1] if err.strip() else "connection to the host lost"
+        return task.result(status, rc=rc, error_class=cls, error=red.text(msg), **common)
+    ok = rc == 0
+    return task.result(HostStatus.CHANGED if ok else HostStatus.FAILED, rc=rc, changed=ok,
+                       error_class=None if ok else "CommandFailed",
+                       error=None if ok else f"command exited with rc {rc}", **common)
 
 
 def _abandon(proc: subprocess.Popen[str]) -> tuple[str, str]:

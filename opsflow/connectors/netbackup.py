@@ -9,10 +9,9 @@ from opsflow.backup import backup_home
 from opsflow.backup.configs import InvalidConfig, restore_delta, validate
 from opsflow.backup.repo import BackupError, ConfigRepo
 from opsflow.connectors.base import HostTask, RunContext
+from opsflow.connectors.network import ConfigRejected, apply_config
 from opsflow.netconfig import config_diff
 from opsflow.results import HostStatus, StepResult, bound
-
-CONFIG_ERROR = r"^%\s*(Unknown|Invalid|Ambiguous|Incomplete|Error|Command incomplete)"
 
 
 def repo() -> ConfigRepo:
@@ -53,17 +52,10 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
     if ht.check or not delta:
         return ht.result(HostStatus.OK, data={**data, "check_mode": ht.check},
                          stdout="\n".join(delta) or f"running config already equals {v.id}")
-    try:
-        out = conn.send_config_set(delta, error_pattern=CONFIG_ERROR, read_timeout=timeout)
-    except Exception as exc:
-        if type(exc).__name__ == "ConfigInvalidException":
-            try:
-                conn.exit_config_mode()
-            except Exception:  # noqa: BLE001,S110
-                pass
-            return ht.result(HostStatus.FAILED, error_class="ConfigRejected", data=data,
-                             error=f"device rejected the restore: {str(exc).strip().splitlines()[-1][:200]}")
-        raise
+    out = apply_config(conn, delta, timeout)
+    if isinstance(out, ConfigRejected):
+        return ht.result(HostStatus.FAILED, error_class="ConfigRejected", data=data,
+                         error=f"device rejected the restore: {out.reason}")
     conn.save_config()
     after = conn.send_command("show running-config", read_timeout=timeout)
     left = restore_delta(after, target)

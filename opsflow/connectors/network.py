@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from opsflow.checks import CheckOutcome, outcome, text_assertions
@@ -19,6 +20,27 @@ from opsflow.results import HostStatus, StepResult, bound
 CONFIG_ERROR = r"^%\s*(Unknown|Invalid|Ambiguous|Incomplete|Error|Command incomplete)"
 _CLI_ERROR = re.compile(r"^%\s*(Unknown command|Invalid input|Ambiguous command|Incomplete command)", re.M)
 _lock = threading.Lock()
+
+
+@dataclass
+class ConfigRejected:
+    reason: str
+    output: str
+
+
+def apply_config(conn: Any, lines: list[str], timeout: float) -> str | ConfigRejected:
+    """Send configuration lines; a line the device rejects stops it and leaves config mode."""
+    try:
+        return str(conn.send_config_set(lines, error_pattern=CONFIG_ERROR, read_timeout=timeout))
+    except Exception as exc:
+        if type(exc).__name__ != "ConfigInvalidException":
+            raise
+        try:
+            conn.exit_config_mode()
+        except Exception:  # noqa: BLE001,S110 - the rejection is what gets reported
+            pass
+        text = str(exc).strip()
+        return ConfigRejected(text.splitlines()[-1][:300] if text else "rejected", text)
 
 
 def _classify(exc: BaseException) -> tuple[HostStatus, str, str]:
@@ -142,18 +164,10 @@ class NetworkConnector:
             diff = candidate_diff(before, ht.spec.lines)
             return ht.result(HostStatus.OK, changed=bool(diff), stdout=red.text(diff),
                              data={"diff": red.text(diff), "check_mode": True})
-        try:
-            out = conn.send_config_set(ht.spec.lines, error_pattern=CONFIG_ERROR, read_timeout=timeout)
-        except Exception as exc:
-            if type(exc).__name__ == "ConfigInvalidException":
-                try:
-                    conn.exit_config_mode()
-                except Exception:  # noqa: BLE001,S110
-                    pass
-                return ht.result(HostStatus.FAILED, error_class="ConfigRejected",
-                                 error=red.text(str(exc).strip().splitlines()[-1] if str(exc).strip() else "rejected"),
-                                 stdout=bound(red.text(str(exc))))
-            raise
+        out = apply_config(conn, ht.spec.lines, timeout)
+        if isinstance(out, ConfigRejected):
+            return ht.result(HostStatus.FAILED, error_class="ConfigRejected", error=red.text(out.reason),
+                             stdout=bound(red.text(out.output)))
         after = conn.send_command("show running-config", read_timeout=timeout)
         diff = config_diff(before, after)
         saved = None

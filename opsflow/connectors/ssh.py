@@ -10,8 +10,8 @@ import re
 import shlex
 import time
 
-from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, run_process
-from opsflow.results import HostStatus, StepResult, bound
+from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, command_result, run_process
+from opsflow.results import HostStatus, StepResult
 
 _UNREACHABLE = re.compile(
     r"ssh: connect to host|Connection timed out|Connection refused|No route to host|Network is unreachable|"
@@ -55,24 +55,6 @@ class CommandConnector(PerHostConnector):
         argv = ["ssh", "-F", str(ctx.ssh_config), task.host.name, "--",
                 remote_command(spec.argv, spec.env, spec.chdir)]
         started = time.time()
-        rc, out, err, timed_out = run_process(argv, spec.stdin, task.timeout, track=ctx.inflight)
-        ended = time.time()
-        red = ctx.redactor
-        common = {"stdout": bound(red.text(out)), "stderr": bound(red.text(err)), "started_at": started,
-                  "ended_at": ended}
-        if ctx.hard_cancel.is_set() and (rc is None or rc < 0 or rc == 255):
-            return task.result(HostStatus.FAILED, rc=rc, error_class="Canceled",
-                               error="stopped in flight: the run was canceled", **common)
-        if timed_out:
-            return task.result(HostStatus.TIMEOUT, error_class="StepTimeout",
-                               error=f"no answer within {task.timeout:g} s", **common)
-        if rc == 255:
-            failure = classify_ssh_failure(err) or self._connection_lost(task, ctx)
-            if failure:
-                status, cls = failure
-                msg = err.strip().splitlines()[-1] if err.strip() else "connection to the host lost"
-                return task.result(status, rc=rc, error_class=cls, error=red.text(msg), **common)
-        status = HostStatus.CHANGED if rc == 0 else HostStatus.FAILED
-        error = None if rc == 0 else f"command exited with rc {rc}"
-        return task.result(status, rc=rc, changed=rc == 0, error_class=None if rc == 0 else "CommandFailed",
-                           error=error, **common)
+        outcome = run_process(argv, spec.stdin, task.timeout, track=ctx.inflight)
+        return command_result(task, ctx, outcome, started,
+                              lambda err: classify_ssh_failure(err) or self._connection_lost(task, ctx))
