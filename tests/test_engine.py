@@ -313,3 +313,19 @@ def test_runs_recorded_in_postgresql(cli: Cli, lab: Any) -> None:
     finally:
         with psycopg.connect(pg, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def test_gather_facts(cli: Cli, tmp_path: Path, lab: Any) -> None:
+    rb = write_runbook(tmp_path, "facts", """\
+        name: facts
+        targets: srv1:srv2
+        gather_facts: true
+        steps:
+          - name: use facts
+            command: [echo, "{{ facts.hostname }} {{ facts.os }} {{ facts.cpus > 0 }}"]
+    """)
+    run = cli.run_json(str(rb))
+    s = by_step(run)
+    assert s[("gather facts", "srv1")]["status"] == "ok"
+    assert s[("use facts", "srv2")]["stdout"].split()[0] == "srv2"
+    assert s[("use facts", "srv2")]["stdout"].split()[2] == "True"

@@ -132,6 +132,8 @@ class Executor:
         targets = set(plan.targets)
         for number, batch in enumerate(batches, 1):
             members = set(batch)
+            if rb.gather_facts:
+                runner.gather_facts(batch)
             for ps in plan.steps:  # after a cancel, the remaining steps are recorded as skipped
                 # hosts outside the targets (a step's own `hosts:`) run with the first batch
                 hosts = [h for h in ps.hosts if h in members or (number == 1 and h not in targets)]

@@ -288,6 +288,31 @@ class StepRunner:
                           error=f"sub-runbook run {result.run_id}: host {status}" if status in FAILING else None,
                           started_at=started, ended_at=time.time()))
 
+    # ---- facts -----------------------------------------------------------------------
+    FACTS_SCRIPT = ('echo "hostname=$(uname -n)"; echo "kernel=$(uname -r)"; echo "arch=$(uname -m)"; '
+                    'if [ -r /etc/os-release ]; then . /etc/os-release; echo "os=$ID"; echo "os_version=$VERSION_ID"; fi; '
+                    'echo "cpus=$(getconf _NPROCESSORS_ONLN)"; '
+                    'awk \'/MemTotal/ {print "memory_mb=" int($2/1024)}\' /proc/meminfo')
+
+    def gather_facts(self, hosts: list[str]) -> None:
+        """A first step on servers whose parsed output templates see as ``facts``."""
+        from opsflow.runbook.models import CommandAction, Step
+
+        servers = [h for h in hosts if self.state.plan.inventory.hosts[h].kind == "server"]
+        if not servers:
+            return
+        step = Step.model_validate({"name": "gather facts", "command": CommandAction(argv=["sh", "-c", self.FACTS_SCRIPT]),
+                                    "changed_when": False, "register": "facts"})
+        self.run(PlannedStep(-1, step, servers, "main"))
+        for host in servers:
+            raw = self.state.registered.get(host, {}).get("facts")
+            if raw is not None:
+                facts: dict[str, Any] = {}
+                for line in str(raw.get("stdout", "")).splitlines():
+                    key, _, value = line.partition("=")
+                    facts[key] = int(value) if value.isdigit() else value
+                self.state.registered[host]["facts"] = facts
+
     # ---- rollback --------------------------------------------------------------------
     def rollback(self, hosts: list[str]) -> None:
         """Undo, in reverse order, the steps each newly failed host completed."""

@@ -383,6 +383,8 @@ class Runbook(_Model):
     max_fail_percentage: float | None = Field(
         None, ge=0, le=100, description="stop starting batches once more than this % of a batch failed")
     lock: Lock | None = Field(None, description="true (per host), 'runbook', or {scope, wait}")
+    gather_facts: bool = Field(False, description="collect `facts` (hostname, kernel, os, cpus, memory) from "
+                                                 "servers before the first step")
     triggers: Triggers | None = Field(None, description="events that start this runbook (`opsflow daemon`)")
 
     @field_validator("params")

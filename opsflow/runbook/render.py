@@ -20,7 +20,7 @@ from opsflow.errors import TemplateError
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _SINGLE = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}|\{\{|\{%).)*)\}\}$", re.S)
 
-BUILTINS = frozenset({"host", "params", "inventory_hostname", "run", "range", "dict", "lipsum",
+BUILTINS = frozenset({"host", "params", "facts", "inventory_hostname", "run", "range", "dict", "lipsum",
                       "cycler", "joiner", "namespace", "true", "false", "none", "True", "False", "None"})
 
 
