@@ -296,11 +296,16 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
     if record is None:
         raise UsageError(f"no run {run_id!r} in {store.url} (see opsflow history)")
     results = store.results(record["id"])
+    event = store.event_for_run(record["id"])  # the event that started it (opsflow daemon), if any
     store.close()
     if as_json:
-        click.echo(run_json(record, results))
+        click.echo(run_json({**record, "event": event} if event else record, results))
     else:
         show_run(sys.stdout, record, results, verbose)
+        if event:
+            from opsflow.cli.daemon import describe_event
+
+            click.echo(describe_event(event))
 
 
 @click.command()

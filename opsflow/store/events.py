@@ -47,8 +47,8 @@ def _payload(event: Event) -> str:
     text = json.dumps({"labels": event.labels, "annotations": event.annotations, "data": event.data},
                       default=str, ensure_ascii=False)
     if len(text) > PAYLOAD_LIMIT:
-        return json.dumps({"truncated": True, "size": len(text), "labels": event.labels if
-                           len(json.dumps(event.labels)) < PAYLOAD_LIMIT // 2 else {}})
+        labels = event.labels if len(json.dumps(event.labels)) < PAYLOAD_LIMIT // 2 else {}
+        return json.dumps({"labels": labels, "annotations": {}, "data": {}, "truncated": True, "size": len(text)})
     return text
 
 
@@ -88,7 +88,8 @@ class EventStoreMixin:
     def events(self, since: float | None = None, limit: int = 100, rule: str | None = None,
                outcome: str | None = None) -> list[dict[str, Any]]:
         """Events newest first, each with its actions (``outcome``: no_rule, or an action outcome or reason)."""
-        where, args = ["1 = 1"], []
+        where: list[str] = ["1 = 1"]
+        args: list[Any] = []
         if since is not None:
             where.append("e.received_at >= ?")
             args.append(since)
@@ -97,6 +98,8 @@ class EventStoreMixin:
             args.append(rule)
         if outcome == "no_rule":
             where.append("e.outcome = 'no_rule'")
+        elif outcome == "started":  # a run was started, whether it still runs or has ended
+            where.append("e.id IN (SELECT event_id FROM event_actions WHERE run_id IS NOT NULL)")
         elif outcome:
             where.append("e.id IN (SELECT event_id FROM event_actions WHERE outcome = ? OR reason = ?)")
             args += [outcome, outcome]

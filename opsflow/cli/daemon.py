@@ -1,0 +1,219 @@
+"""opsflow daemon / events / breaker: events start remediation runbooks, safely and on record."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from opsflow.cli.commands import _db_opt, _inventory_opt, parse_since
+from opsflow.errors import UsageError
+
+
+def parse_budget(text: str) -> tuple[int, float]:
+    from opsflow.events.models import parse_duration
+
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\S+)\s*", text)
+    try:
+        if not m:
+            raise ValueError
+        return int(m[1]), parse_duration(m[2])
+    except ValueError:
+        raise UsageError(f"--budget {text!r}: expected RUNS/WINDOW, e.g. 20/1h") from None
+
+
+@click.command()
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HTTP address (port 0: any free port)")
+@click.option("--syslog", default=None, metavar="HOST:PORT", help="also receive syslog over UDP here")
+@click.option("--syslog-allow", multiple=True, metavar="CIDR",
+              help="networks allowed to send syslog (repeatable) [default: loopback only]")
+@click.option("--runbooks", default="runbooks", show_default=True, help="directory of runbooks with triggers")
+@_inventory_opt
+@_db_opt
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256), help="runs at a time")
+@click.option("--queue", "queue_size", default=100, show_default=True, type=click.IntRange(1, 100000),
+              help="remediations waiting for a worker, at most (more are recorded queue_full)")
+@click.option("--budget", default="20/1h", show_default=True, help="at most RUNS automatic runs per WINDOW")
+@click.option("--drain-timeout", default=60.0, show_default=True, type=click.FloatRange(0),
+              help="on SIGTERM, seconds running runs get to finish before they are canceled")
+@click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="seconds a canceled run's in-flight step gets before it is killed")
+@click.option("--max-body", default=1 << 20, show_default=True, type=click.IntRange(1), help="bytes per request")
+@click.option("--token-file", default=None, type=click.Path(dir_okay=False),
+              help="bearer token file [or env OPSFLOW_DAEMON_TOKEN]")
+@click.option("--hmac-secret-file", default=None, type=click.Path(dir_okay=False),
+              help="HMAC-SHA256 secret file [or env OPSFLOW_DAEMON_HMAC_SECRET]")
+@click.option("--check", is_flag=True, help="start runbooks in dry-run mode (try rules safely)")
+@click.option("--insecure", is_flag=True, help="no authentication (only with a loopback --listen)")
+@click.option("--verbose", "-v", is_flag=True, help="log every decision")
+def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbooks: str, inventory: str | None,
+           db: str | None, workers: int, queue_size: int, budget: str, drain_timeout: float, grace: float,
+           max_body: int, token_file: str | None, hmac_secret_file: str | None, check: bool, insecure: bool,
+           verbose: bool) -> None:
+    """Receive alerts and events; start the runbooks whose triggers match. SIGTERM drains, SIGHUP reloads."""
+    from opsflow.events.daemon import Daemon, Settings
+    from opsflow.events.server import Auth, Listener, parse_address, require_auth
+    from opsflow.plan import default_inventory
+    from opsflow.store import open_store
+    from opsflow.store.sql import SqlStore
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("opsflow").setLevel(logging.DEBUG if verbose else logging.INFO)
+    budget_runs, budget_window = parse_budget(budget)
+    auth = Auth.load(token_file, hmac_secret_file)
+    address = parse_address(listen, "--listen")
+    syslog_address = parse_address(syslog, "--syslog") if syslog else None
+    require_auth(auth, address, syslog_address, syslog_allow, insecure)  # before anything is opened
+    store = open_store(db)
+    assert isinstance(store, SqlStore)
+    settings = Settings(inventory=inventory or default_inventory(), runbooks=runbooks, workers=workers,
+                        queue_size=queue_size, budget_runs=budget_runs, budget_window=budget_window,
+                        drain_timeout=drain_timeout, grace=grace, check=check)
+    core = Daemon(settings, store)
+    rules = core.load()
+    listener = Listener(core, auth, address, syslog_address, syslog_allow, max_body, insecure)
+    stop = threading.Event()
+    signals = {"n": 0}
+
+    def on_stop(signum: int, _frame: Any) -> None:
+        signals["n"] += 1
+        if signals["n"] > 1:  # a second signal: cancel running runs now
+            click.echo(f"opsflow daemon: {signal.Signals(signum).name} again: canceling running runs", err=True)
+            threading.Thread(target=core.drain, kwargs={"timeout": 0, "hard": True}, daemon=True).start()
+        stop.set()
+
+    def on_reload(_signum: int, _frame: Any) -> None:
+        try:
+            loaded = core.load()
+            logging.getLogger("opsflow.daemon").info("reloaded %d rule(s)", len(loaded))
+        except Exception as exc:  # noqa: BLE001 - keep the rules we have
+            logging.getLogger("opsflow.daemon").error("reload refused, keeping the current rules:\n%s", exc)
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(s, on_stop)
+    signal.signal(signal.SIGHUP, on_reload)
+    core.start()
+    listener.start()
+    host, port = listener.http_address
+    syslog_text = ""
+    if listener.syslog_address:
+        syslog_text = f", syslog udp://{listener.syslog_address[0]}:{listener.syslog_address[1]}"
+    click.echo(f"opsflow daemon: listening on http://{host}:{port}{syslog_text} (auth: {auth.describe()}); "
+               f"{len(rules)} rule(s) from {runbooks}: {', '.join(r.name for r in rules) or 'none'}; "
+               f"workers {workers}, queue {queue_size}, budget {budget_runs}/{budget_window:g}s; store {store.url}"
+               + ("; CHECK MODE (dry runs)" if check else ""), err=True)
+    while not stop.wait(1.0):
+        pass
+    click.echo("opsflow daemon: stopping: no new events; queued runs are canceled, running runs get "
+               f"{drain_timeout:g} s", err=True)
+    listener.stop()
+    late = core.drain()
+    if late:
+        click.echo(f"opsflow daemon: canceled at the deadline: {', '.join(late)}", err=True)
+    store.close()
+    click.echo("opsflow daemon: stopped", err=True)
+
+
+def _outcome(action: dict[str, Any]) -> str:
+    if action["outcome"] in ("suppressed", "canceled"):
+        return f"{action['outcome']}: {action['reason']}"
+    if action["outcome"] == "finished":
+        return f"run {action['run_id']} {action['run_status']}"
+    if action["outcome"] == "started":
+        return f"run {action['run_id']} running"
+    return str(action["outcome"])
+
+
+@click.command()
+@click.option("--since", default=None, help="e.g. 30m, 12h, 7d")
+@click.option("--rule", default=None, help="only events that matched this rule")
+@click.option("--outcome", default=None, help="started, suppressed, canceled, no_rule, or a reason (cooldown, …)")
+@click.option("--limit", "-n", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_db_opt
+def events(since: str | None, rule: str | None, outcome: str | None, limit: int, as_json: bool,
+           db: str | None) -> None:
+    """Events received by the daemon, newest first: matched rules, the run started or why none was."""
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    rows = store.events(since=parse_since(since) if since else None, limit=limit, rule=rule, outcome=outcome)
+    store.close()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for col in ("received", "event", "source", "host", "rule", "outcome", "to start", "detail"):
+        table.add_column(col)
+    for e in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["received_at"]))
+        name = f"{e['name']} ({e['status']})"
+        for a in e["actions"] or [None]:
+            if a is None:
+                table.add_row(when, name, e["source"], e["host"] or "-", "-", "no_rule", "-", "")
+                continue
+            latency = f"{a['start_latency']:.3f}s" if a["start_latency"] is not None else "-"
+            table.add_row(when, name, e["source"], a["host"] or e["host"] or "-", a["rule"], _outcome(a), latency,
+                          (a["detail"] or "")[:80])
+    Console(soft_wrap=True).print(table)
+
+
+@click.group()
+def breaker() -> None:
+    """Circuit breakers of event rules: after N failed remediations a rule stops until reset."""
+
+
+@breaker.command("list")
+@_db_opt
+def breaker_list(db: str | None) -> None:
+    """Every rule's breaker: closed or open, consecutive failures, the last run."""
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    rows = store.breakers()
+    store.close()
+    for b in rows:
+        click.echo(f"{b['rule']:<32} {b['state']:<7} failures {b['failures']:<3} last run {b['last_run'] or '-'}")
+
+
+@breaker.command("reset")
+@click.argument("rule")
+@_db_opt
+def breaker_reset(rule: str, db: str | None) -> None:
+    """Close RULE's breaker: the daemon remediates with it again."""
+    from opsflow.plan import who
+    from opsflow.store import open_store
+
+    store = open_store(db)
+    state = store.breaker_reset(rule, who())
+    store.close()
+    if state is None:
+        raise UsageError(f"no breaker for rule {rule!r} (see opsflow breaker list)")
+    click.echo(f"breaker of {rule} closed by {state['reset_by']}")
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """The event that started a run, for `opsflow show`."""
+    a = event["action"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["received_at"]))
+    lines = [f"started by event {event['id']} ({event['source']}: {event['name']} {event['status']}, "
+             f"host {event['host'] or '-'}) received {when}, rule {a['rule']}"]
+    if event.get("message"):
+        lines.append(f"  message: {event['message'][:200]}")
+    if event.get("labels"):
+        lines.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(event["labels"].items()))[:300])
+    timing = [f"{k} {a[f]:.3f}s" for k, f in (("to start", "start_latency"), ("to end", "end_latency"))
+              if a.get(f) is not None]
+    if timing:
+        lines.append("  latency from receipt: " + ", ".join(timing))
+    return "\n".join(lines)

@@ -1,0 +1,362 @@
+"""The daemon's core: record each event, decide (rules → guard), queue, run through the one funnel, drain.
+
+``submit`` records an event and every matched rule's decision before it returns, so an event
+acknowledged to its sender is on record. Runs go through ``build_plan`` and ``Executor`` like
+``opsflow run``, in a bounded pool fed by a bounded queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsflow.errors import Diagnostic, OpsflowError, RunbookError, UsageError
+from opsflow.events.metrics import Metrics
+from opsflow.events.models import Event
+from opsflow.events.rules import HostIndex, Match, Rule, evaluate, occurrence, rules_of
+from opsflow.events.safety import Guard
+from opsflow.executor import Executor, NullObserver, new_run_id
+from opsflow.inventory import load_inventory
+from opsflow.plan import Plan, RunRequest, build_plan, resolve_params
+from opsflow.results import RunResult, RunStatus
+from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
+from opsflow.store.sql import SqlStore, _alive, process_start
+
+log = logging.getLogger("opsflow.daemon")
+
+
+@dataclass(frozen=True)
+class Settings:
+    inventory: str
+    runbooks: str = "runbooks"
+    workers: int = 4
+    queue_size: int = 100
+    budget_runs: int = 20
+    budget_window: float = 3600.0
+    drain_timeout: float = 60.0
+    grace: float = 10.0  # a canceled run's in-flight step is killed after this
+    check: bool = False
+
+
+@dataclass
+class Item:
+    action: str
+    event: Event
+    match: Match
+    queued_at: float
+    started: bool = False
+    run_id: str = ""
+    executor: Executor | None = None
+
+    @property
+    def host(self) -> str:
+        return self.match.host or ""
+
+
+def new_event_id() -> str:
+    return "ev-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+
+
+def _identity_alive(identity: str) -> bool:
+    """``node:pid:start`` of a daemon → whether it still runs (another node's: assumed alive)."""
+    node, _, rest = identity.partition(":")
+    pid, _, start = rest.partition(":")
+    if node != socket.gethostname():
+        return True
+    return pid.isdigit() and _alive(int(pid), start)
+
+
+class _Watch(NullObserver):
+    """Marks the action started when the executor has created the run record."""
+
+    def __init__(self, daemon: Daemon, item: Item) -> None:
+        self.daemon, self.item = daemon, item
+
+    def run_started(self, run_id: str, plan: Plan) -> None:
+        try:
+            self.daemon._started(self.item, run_id)
+        except OpsflowError as exc:  # the run goes on (and is recorded by the executor) whatever happens here
+            log.error("run %s: its start was not recorded on action %s: %s", run_id, self.item.action, exc)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, store: SqlStore, metrics: Metrics | None = None) -> None:
+        self.s = settings
+        self.store = store
+        self.metrics = metrics or Metrics()
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{process_start(os.getpid())}"
+        self.rules: list[Rule] = []
+        self.hosts = HostIndex(frozenset())
+        self._loaded: dict[str, LoadedRunbook] = {}
+        self.guard = Guard(settings.budget_runs, settings.budget_window)
+        self._lock = threading.Condition(threading.RLock())
+        self._queue: deque[Item] = deque()
+        self._running: dict[str, Item] = {}
+        self._workers: list[threading.Thread] = []
+        self._stopping = False
+        self.metrics.set("opsflow_event_queue_capacity", settings.queue_size)
+        self.metrics.gauge("opsflow_event_queue_depth", lambda: {(): float(len(self._queue))})
+        self.metrics.gauge("opsflow_runs_running", lambda: {(): float(len(self._running))})
+        self.metrics.gauge("opsflow_breaker_open", self._breaker_gauge)
+
+    # ---- rules -----------------------------------------------------------------------
+    def load(self) -> list[Rule]:
+        """(Re)load every runbook of the directory; any invalid one refuses the whole set."""
+        inventory = load_inventory(self.s.inventory)
+        if not Path(self.s.runbooks).exists():
+            raise UsageError(f"--runbooks {self.s.runbooks}: no such file or directory")
+        problems: list[Diagnostic] = []
+        rules: list[Rule] = []
+        loaded: dict[str, LoadedRunbook] = {}
+        for path in find_runbooks([self.s.runbooks]):
+            try:
+                lrb = load_runbook(path, inventory)
+            except RunbookError as exc:
+                problems += exc.diagnostics
+                continue
+            for i, rule in enumerate(rules_of(str(path.resolve()), lrb.runbook, inventory)):
+                if rule.name in loaded:
+                    line, col = lrb.where("triggers", "events", i)
+                    problems.append(Diagnostic(str(path), line, col, f"rule name {rule.name!r} is also used by "
+                                               f"{loaded[rule.name].path}; give the trigger a unique name:"))
+                rules.append(rule)
+                loaded[rule.name] = lrb
+        if problems:
+            raise RunbookError(problems)
+        with self._lock:
+            self.rules, self._loaded, self.hosts = rules, loaded, HostIndex.of(inventory)
+        return rules
+
+    def _breaker_gauge(self) -> dict[tuple[tuple[str, str], ...], float]:
+        try:
+            open_ = {b["rule"] for b in self.store.breakers() if b["state"] == "open"}
+        except OpsflowError:
+            open_ = set()
+        return {(("rule", r.name),): float(r.name in open_) for r in self.rules}
+
+    # ---- start -----------------------------------------------------------------------
+    def start(self) -> None:
+        """Settle what a previous daemon left, restore the guard, start the workers."""
+        recovered = self.store.recover_actions(_identity_alive)
+        if recovered:
+            log.info("settled %d action(s) left by a previous daemon", recovered)
+        horizon = max([self.s.budget_window] + [max(r.trigger.cooldown, r.trigger.dedup.window) for r in self.rules])
+        self.guard.restore(self.store.recent_actions(time.time() - horizon),
+                           {r.name: r.trigger.dedup.window for r in self.rules})
+        for i in range(self.s.workers):
+            t = threading.Thread(target=self._work, name=f"opsflow-worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    # ---- intake ----------------------------------------------------------------------
+    def submit(self, events: list[Event]) -> list[dict[str, Any]]:
+        """Record each event and decide for each rule it matches; return a receipt per event."""
+        receipts: list[dict[str, Any]] = []
+        for event in events:
+            event.id = event.id or new_event_id()
+            event.received_at = event.received_at or time.time()
+            self.metrics.inc("opsflow_events_received_total", {"source": event.source})
+            with self._lock:
+                matches = [m for m in (evaluate(r, event, self.hosts) for r in self.rules) if m is not None]
+                self.store.add_event(event, [m.rule.name for m in matches], self.s.check)
+                if not matches:
+                    self.metrics.inc("opsflow_events_suppressed_total", {"reason": "no_rule"})
+                    receipts.append({"id": event.id, "outcome": "no_rule"})
+                    continue
+                actions = [self._decide(event, m, f"{event.id}.{i}") for i, m in enumerate(matches)]
+            receipts.append({"id": event.id, "actions": actions})
+        return receipts
+
+    def _decide(self, event: Event, m: Match, action: str) -> dict[str, Any]:
+        rule, now = m.rule, time.time()
+        self.metrics.inc("opsflow_events_matched_total", {"rule": rule.name})
+        record = {"id": action, "event_id": event.id, "rule": rule.name, "host": m.host, "dedup_key": m.key,
+                  "occurrence": occurrence(event), "received_at": event.received_at, "daemon": self.identity}
+        reason, detail = self._suppression(event, m, now)
+        if reason is None and len(self._queue) >= self.s.queue_size:
+            reason, detail = "queue_full", f"{len(self._queue)} remediations already wait for a worker"
+        if reason is None or reason == "resolved":
+            self.guard.remember(rule.name, m.key, occurrence(event), rule.trigger.dedup.window, now)
+        if reason is not None:
+            self.metrics.inc("opsflow_events_suppressed_total", {"reason": reason})
+            self.store.add_action({**record, "outcome": "suppressed", "reason": reason, "detail": detail})
+            log.debug("event %s rule %s: suppressed (%s) %s", event.id, rule.name, reason, detail)
+            return {"rule": rule.name, "host": m.host, "outcome": "suppressed", "reason": reason, "detail": detail}
+        assert m.host is not None
+        self.guard.admit(rule.name, m.host, action, now)
+        self.store.add_action({**record, "outcome": "queued", "queued_at": now})
+        self._queue.append(Item(action=action, event=event, match=m, queued_at=now))
+        self._lock.notify()
+        return {"rule": rule.name, "host": m.host, "outcome": "queued", "action": action}
+
+    def _suppression(self, event: Event, m: Match, now: float) -> tuple[str | None, str]:
+        rule, t = m.rule, m.rule.trigger
+        if self.guard.duplicate(rule.name, m.key, occurrence(event), now):
+            return "duplicate", f"same {event.status} event already received (key {m.key})"
+        if not m.starts:
+            canceled = self._cancel_queued(lambda i: i.match.rule.name == rule.name and i.host == m.host
+                                           and i.match.key == m.key, "resolved", f"resolved by event {event.id}")
+            return "resolved", (f"canceled the queued run of {', '.join(canceled)}" if canceled
+                                else "nothing queued to cancel")
+        if self._stopping:
+            return "shutdown", "the daemon is shutting down"
+        if m.host is None:
+            return "unknown_host", m.problem or "no host"
+        breaker = self.store.breaker(rule.name)
+        if breaker and breaker["state"] == "open":
+            return "breaker_open", (f"{breaker['failures']} failed run(s), the last {breaker['last_run']}; "
+                                    f"`opsflow breaker reset {rule.name}` closes it")
+        left = self.guard.cooling(rule.name, m.host, t.cooldown, now)
+        if left > 0:
+            return "cooldown", f"{left:.0f} s left of the {t.cooldown:g} s cooldown of {rule.name} on {m.host}"
+        busy = self.guard.busy(m.host)
+        if busy:
+            return "locked", f"{m.host} already has remediation {busy} queued or running"
+        holder = self.store.host_lock_holder(m.host)
+        if holder:
+            return "locked", f"run {holder} holds the lock of {m.host}"
+        if self.guard.budget_left(now) <= 0:
+            return "budget", f"{self.s.budget_runs} automatic runs in the last {self.s.budget_window:g} s"
+        try:
+            resolve_params(self._loaded[rule.name], m.params)
+        except UsageError as exc:
+            return "invalid", str(exc)
+        return None, ""
+
+    def _cancel_queued(self, which: Any, reason: str, detail: str) -> list[str]:
+        """Take matching items off the queue (under the lock) and record them canceled."""
+        gone = [i for i in self._queue if which(i)]
+        for item in gone:
+            self._queue.remove(item)
+            self.guard.release(item.host, item.action, started=False, rule=item.match.rule.name, at=item.queued_at)
+            self.store.update_action(item.action, outcome="canceled", reason=reason, detail=detail)
+            self.metrics.inc("opsflow_runs_canceled_total", {"reason": reason})
+        return [i.action for i in gone]
+
+    # ---- workers ---------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stopping:
+                    self._lock.wait()
+                if self._stopping:
+                    return
+                item = self._queue.popleft()
+                self._running[item.action] = item
+            try:
+                self._run(item)
+            except Exception as exc:  # noqa: BLE001 - a worker never dies of one run
+                log.exception("action %s: %s", item.action, exc)
+                try:
+                    self.store.update_action(item.action, outcome="finished" if item.started else "suppressed",
+                                             reason=None if item.started else "invalid",
+                                             detail=f"internal error {type(exc).__name__}: {exc}")
+                except OpsflowError as again:
+                    log.error("action %s not recorded: %s", item.action, again)
+            finally:
+                with self._lock:
+                    self._running.pop(item.action, None)
+                    self.guard.release(item.host, item.action, started=item.started, rule=item.match.rule.name,
+                                       at=item.queued_at)
+
+    def _not_started(self, item: Item, reason: str, detail: str) -> None:
+        self.metrics.inc("opsflow_events_suppressed_total", {"reason": reason})
+        self.store.update_action(item.action, outcome="suppressed", reason=reason, detail=detail)
+
+    def _run(self, item: Item) -> None:
+        rule, host = item.match.rule, item.host
+        holder = self.store.host_lock_holder(host)
+        if holder:
+            return self._not_started(item, "locked", f"run {holder} holds the lock of {host}")
+        request = RunRequest(runbook=rule.path, params=dict(item.match.params), inventory=self.s.inventory,
+                             limit=host, trigger="event", started_by=f"{item.event.source}:{rule.name}",
+                             check=self.s.check)
+        try:
+            plan = build_plan(request)
+        except OpsflowError as exc:
+            return self._not_started(item, "invalid", str(exc))
+        executor = Executor(self.store, _Watch(self, item), grace=self.s.grace)
+        item.executor = executor
+        if self._stopping:
+            self.metrics.inc("opsflow_runs_canceled_total", {"reason": "shutdown"})
+            self.store.update_action(item.action, outcome="canceled", reason="shutdown",
+                                     detail="the daemon stopped before this run started")
+            return None
+        result = executor.execute(plan, run_id=new_run_id())
+        self._finished(item, result)
+
+    def _started(self, item: Item, run_id: str) -> None:
+        now = time.time()
+        item.started, item.run_id = True, run_id
+        latency = now - item.event.received_at
+        self.store.update_action(item.action, outcome="started", run_id=run_id, started_at=now,
+                                 start_latency=latency)
+        self.metrics.inc("opsflow_runs_started_total", {"rule": item.match.rule.name})
+        self.metrics.observe("opsflow_event_to_start_seconds", latency)
+        log.info("event %s → rule %s → run %s on %s (%.3f s after receipt)", item.event.id,
+                 item.match.rule.name, run_id, item.host, latency)
+
+    def _finished(self, item: Item, result: RunResult) -> None:
+        rule = item.match.rule
+        latency = result.ended_at - item.event.received_at
+        self.store.update_action(item.action, outcome="finished", run_status=str(result.status),
+                                 ended_at=result.ended_at, end_latency=latency)
+        self.metrics.inc("opsflow_runs_finished_total", {"rule": rule.name, "status": str(result.status)})
+        self.metrics.observe("opsflow_event_to_end_seconds", latency)
+        log.info("run %s (%s on %s): %s", result.run_id, rule.name, item.host, result.status)
+        if self.s.check or result.status == RunStatus.CANCELED:
+            return  # dry runs and runs stopped by a drain say nothing about the remediation
+        lock_refused = bool(result.error and result.error.startswith("lock ") and not result.steps)
+        failed = result.status in (RunStatus.FAILED, RunStatus.PARTIAL) and not lock_refused
+        if self.store.breaker_result(rule.name, result.run_id, failed, rule.trigger.breaker):
+            log.warning("circuit breaker of %s opened after %d failed run(s); `opsflow breaker reset %s`",
+                        rule.name, rule.trigger.breaker, rule.name)
+
+    # ---- health and drain ------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        info: dict[str, Any] = {"rules": len(self.rules), "queued": len(self._queue),
+                                "running": len(self._running), "workers": self.s.workers,
+                                "check_mode": self.s.check, "stopping": self._stopping}
+        try:
+            self.store.history(limit=1)
+        except OpsflowError as exc:
+            return False, {**info, "status": "store unreachable", "error": str(exc)}
+        if self._stopping:
+            return False, {**info, "status": "draining"}
+        return True, {**info, "status": "ok"}
+
+    def drain(self, timeout: float | None = None, hard: bool = False) -> list[str]:
+        """Stop: queued runs are recorded canceled; running ones get ``timeout`` s to finish, then are canceled.
+
+        Returns the ids of runs that were still running at the deadline."""
+        timeout = self.s.drain_timeout if timeout is None else timeout
+        with self._lock:
+            self._stopping = True
+            self._cancel_queued(lambda i: True, "shutdown", "the daemon stopped before this run started")
+            self._lock.notify_all()
+        deadline = time.time() + (0 if hard else timeout)
+        for t in self._workers:
+            t.join(max(0.0, deadline - time.time()))
+        late = [i for i in list(self._running.values()) if i.executor is not None]
+        for item in late:
+            assert item.executor is not None
+            item.executor.request_cancel(f"canceled: the daemon stopped (drain deadline of {timeout:g} s)", hard=hard)
+        end = time.time() + self.s.grace + 15
+        for t in self._workers:
+            t.join(max(0.0, end - time.time()))
+        for item in list(self._running.values()):  # an executor that did not return: never leave it `running`
+            if item.run_id:
+                self.store.finish_run(item.run_id, RunStatus.CANCELED, time.time(), {item.host: "skipped"},
+                                      "the daemon exited before the run ended")
+                self.store.release_locks(item.run_id)
+                self.store.update_action(item.action, outcome="finished", run_status="canceled",
+                                         ended_at=time.time())
+        return [i.run_id for i in late if i.run_id]

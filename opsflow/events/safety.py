@@ -1,0 +1,92 @@
+"""The guard (pure, in memory): deduplication, cooldown per (rule, host), one remediation per host, budget.
+
+The daemon asks it, under one lock, whether a matched event may start a run, and tells it what
+started and ended. Its state is restored from the store's recent actions when the daemon starts,
+so a restart neither forgets a cooldown nor re-runs a remediation for an alert already handled.
+The circuit breaker lives in the store (``opsflow breaker reset`` is another process).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+DEDUP_LIMIT = 100_000  # remembered (rule, key) pairs; expired ones are dropped first
+
+
+@dataclass
+class Guard:
+    budget_runs: int = 20
+    budget_window: float = 3600.0
+    _seen: dict[tuple[str, str], tuple[str, float, float]] = field(default_factory=dict)  # → occurrence, at, window
+    _cooldown: dict[tuple[str, str], float] = field(default_factory=dict)  # (rule, host) → start of the cooldown
+    _busy: dict[str, str] = field(default_factory=dict)  # host → action id queued or running for it
+    _starts: deque[tuple[float, str]] = field(default_factory=deque)  # budget: (time, action id)
+
+    # ---- questions -------------------------------------------------------------------
+    def duplicate(self, rule: str, key: str, occurrence: str, now: float) -> bool:
+        """Was this (rule, key) handled in the same state (status, startsAt) within its window?"""
+        last = self._seen.get((rule, key))
+        return last is not None and last[0] == occurrence and now - last[1] < last[2]
+
+    def remember(self, rule: str, key: str, occurrence: str, window: float, now: float) -> None:
+        """An event was acted on (a run queued, a resolution handled): repeats of it are duplicates.
+
+        Events suppressed for a passing reason (cooldown, locked, budget, …) are not remembered:
+        the same alert sent again later is weighed again."""
+        self._seen[(rule, key)] = (occurrence, now, window)
+        if len(self._seen) > DEDUP_LIMIT:
+            self._prune(now)
+
+    def cooling(self, rule: str, host: str, cooldown: float, now: float) -> float:
+        """Seconds left of the (rule, host) cooldown; 0 when none."""
+        since = self._cooldown.get((rule, host))
+        return max(0.0, since + cooldown - now) if since is not None else 0.0
+
+    def busy(self, host: str) -> str | None:
+        """The action queued or running for this host, if any."""
+        return self._busy.get(host)
+
+    def budget_left(self, now: float) -> int:
+        while self._starts and self._starts[0][0] <= now - self.budget_window:
+            self._starts.popleft()
+        return self.budget_runs - len(self._starts)
+
+    # ---- what happened ---------------------------------------------------------------
+    def admit(self, rule: str, host: str, action: str, now: float) -> None:
+        """A run is queued for (rule, host): cooldown starts, host is busy, budget is spent."""
+        self._cooldown[(rule, host)] = now
+        self._busy[host] = action
+        self._starts.append((now, action))
+
+    def release(self, host: str, action: str, *, started: bool, rule: str = "", at: float = 0.0) -> None:
+        """The action ended. One that never started gives back its budget and cooldown."""
+        if self._busy.get(host) == action:
+            del self._busy[host]
+        if not started:
+            self._starts = deque(s for s in self._starts if s[1] != action)
+            if rule and self._cooldown.get((rule, host)) == at:
+                del self._cooldown[(rule, host)]
+
+    def _prune(self, now: float) -> None:
+        self._seen = {k: v for k, v in self._seen.items() if now - v[1] < v[2]}
+        if len(self._seen) > DEDUP_LIMIT:  # still too many live keys: forget the oldest half
+            keep = sorted(self._seen.items(), key=lambda kv: kv[1][1])[len(self._seen) // 2:]
+            self._seen = dict(keep)
+
+    # ---- restart ---------------------------------------------------------------------
+    def restore(self, actions: list[dict[str, Any]], windows: dict[str, float]) -> None:
+        """Rebuild from recorded actions (oldest first); ``windows``: rule → dedup window."""
+        for a in actions:
+            rule, at = a["rule"], a["received_at"] or 0.0
+            acted = a["outcome"] in ("queued", "started", "finished", "canceled") or a["reason"] == "resolved"
+            if acted and a["dedup_key"] is not None and rule in windows:
+                last = self._seen.get((rule, a["dedup_key"]))
+                if last is None or last[0] != a["occurrence"]:
+                    self._seen[(rule, a["dedup_key"])] = (a["occurrence"], at, windows[rule])
+            if a["outcome"] in ("started", "finished") and a["host"]:
+                queued = a["queued_at"] or at
+                self._cooldown[(rule, a["host"])] = queued
+                self._starts.append((queued, a["id"]))
+        self._starts = deque(sorted(self._starts))
