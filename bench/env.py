@@ -1,0 +1,177 @@
+"""The benchmark environment: sizes, the lab, per-size inventories, runbooks, commands to run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.core import ROOT
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big each benchmark is. FULL follows issue 7; QUICK only proves the suite runs."""
+
+    name: str
+    step_rounds: int  # per-step: rounds of single runs (≥ 30 in full)
+    step_long: int  # steps in the long run (per-step cost inside one run)
+    step_long_rounds: int
+    fanout: tuple[int, ...]
+    fanout_rounds: int
+    concurrency: int  # parallel hosts for every contender of fan-out and the ansible step
+    ansible_hosts: tuple[int, ...]
+    ansible_rounds: int
+    routers: tuple[int, ...]
+    network_rounds: int
+    store_runs: int  # runs recorded before history / KPI queries
+    store_rounds: int
+    cli_rounds: int
+    warmup: int = 1
+
+    @property
+    def servers_needed(self) -> int:
+        return max((*self.fanout, *self.ansible_hosts, 1))
+
+    @property
+    def routers_needed(self) -> int:
+        return max((*self.routers, 0))
+
+
+FULL = Size(name="full", step_rounds=30, step_long=21, step_long_rounds=3, fanout=(10, 50, 200), fanout_rounds=5,
+            concurrency=50, ansible_hosts=(1, 10), ansible_rounds=8, routers=(2, 20), network_rounds=5,
+            store_runs=100_000, store_rounds=5, cli_rounds=30)
+QUICK = Size(name="quick", step_rounds=3, step_long=4, step_long_rounds=1, fanout=(3,), fanout_rounds=2,
+             concurrency=3, ansible_hosts=(1,), ansible_rounds=1, routers=(2,), network_rounds=1,
+             store_runs=500, store_rounds=2, cli_rounds=3)
+
+
+@dataclass
+class BenchEnv:
+    """Everything a benchmark needs: the work dir, the lab's files, how to start opsflow."""
+
+    size: Size
+    work: Path
+    lab: Any = None  # opsflow.lab.Lab when a lab is up
+    say_fn: Any = None
+    _inventory: dict[str, Any] | None = field(default=None, repr=False)
+
+    # ---- output ------------------------------------------------------------------------
+    def say(self, msg: str) -> None:
+        if self.say_fn:
+            self.say_fn(msg)
+
+    # ---- processes ---------------------------------------------------------------------
+    @property
+    def python(self) -> str:
+        return sys.executable
+
+    @property
+    def bindir(self) -> Path:
+        return Path(sys.executable).parent
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment for every measured process: this venv first, opsflow from this tree."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSFLOW_", "ANSIBLE_")) and k != "CI"}
+        env["PATH"] = f"{self.bindir}:{env.get('PATH', '/usr/bin:/bin')}"
+        env["PYTHONPATH"] = str(ROOT)
+        env["OPSFLOW_HOME"] = str(self.work / "home")
+        env["COLUMNS"] = "160"
+        env.update(extra)
+        return env
+
+    def opsflow(self, *args: str) -> list[str]:
+        return [self.python, "-m", "opsflow", *args]
+
+    def driver(self, *args: str) -> list[str]:
+        return [self.python, "-m", "bench.drivers", *args]
+
+    # ---- the lab -----------------------------------------------------------------------
+    def lab_inventory(self) -> dict[str, Any]:
+        if self._inventory is None:
+            if self.lab is None:
+                raise RuntimeError("this benchmark needs the lab")
+            self._inventory = yaml.safe_load(Path(self.lab.inventory_path).read_text())
+        return self._inventory
+
+    def hosts(self, group: str, n: int) -> list[tuple[str, str]]:
+        """The first n hosts of a lab group as (name, address), in numeric order."""
+        hosts = self.lab_inventory()["all"]["children"][group]["hosts"]
+        names = sorted(hosts, key=lambda h: (len(h), h))[:n]
+        if len(names) < n:
+            raise RuntimeError(f"the lab has {len(names)} {group}, the benchmark needs {n}")
+        return [(h, hosts[h]["ansible_host"]) for h in names]
+
+    def inventory(self, group: str, n: int) -> Path:
+        """An inventory holding only the first n hosts of `group` (same vars as the lab's)."""
+        path = self.work / f"inv-{group}-{n}.yml"
+        if not path.exists():
+            inv = self.lab_inventory()
+            grp = inv["all"]["children"][group]
+            keep = dict(self.hosts(group, n))
+            doc = {"all": {"vars": inv["all"]["vars"], "children": {
+                group: {"vars": grp["vars"], "hosts": {h: {"ansible_host": a} for h, a in keep.items()}}}}}
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        return path
+
+    def hosts_file(self, group: str, n: int) -> Path:
+        """One line per host, 'name address' (for xargs and the driver scripts)."""
+        path = self.work / f"hosts-{group}-{n}.txt"
+        if not path.exists():
+            path.write_text("".join(f"{h} {a}\n" for h, a in self.hosts(group, n)))
+        return path
+
+    def names_file(self, group: str, n: int) -> Path:
+        """One host name per line (for xargs)."""
+        path = self.work / f"names-{group}-{n}.txt"
+        if not path.exists():
+            path.write_text("".join(f"{h}\n" for h, _ in self.hosts(group, n)))
+        return path
+
+    @property
+    def ssh_config(self) -> Path:
+        return Path(self.lab.ssh_config)
+
+    @property
+    def known_hosts(self) -> Path:
+        return Path(self.lab.known_hosts)
+
+    @property
+    def private_key(self) -> Path:
+        return Path(self.lab.private_key)
+
+    # ---- files -------------------------------------------------------------------------
+    def write(self, name: str, text: str) -> Path:
+        path = self.work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def tmpdir(self, prefix: str) -> Path:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self.work))
+
+    def db(self, name: str) -> Path:
+        return self.work / "db" / f"{name}.db"
+
+
+def bring_up_lab(state_dir: Path, name: str, servers: int, routers: int, say: Any) -> Any:
+    """The bench lab at exactly the size needed (an older bench lab of another size is rebuilt)."""
+    from opsflow.errors import LabError
+    from opsflow.lab import Lab
+
+    lab = Lab(state_dir, name=name)
+    try:
+        lab.up(servers=servers, routers=routers, progress=say)
+    except LabError as exc:
+        if "already up" not in str(exc):
+            raise
+        say(f"rebuilding: {exc}")
+        lab.down()
+        lab.up(servers=servers, routers=routers, progress=say)
+    return lab
