@@ -134,6 +134,20 @@ def check_support(step: Step) -> tuple[bool, str]:
     return False, f"not checked: a {action} step cannot run in check mode"
 
 
+_SESSIONS = {"command": 1, "backup": 1, "restore": 2, "ansible": 99, "runbook": 99}
+
+
+def ssh_sessions(plan: Plan) -> int:
+    """A rough count of SSH sessions a run opens per server: one needs no shared connection."""
+    total = 1 if plan.loaded.runbook.gather_facts else 0
+    steps = [ps.step for ps in plan.steps + plan.on_failure]
+    steps += [r for s in steps for r in s.rollback]
+    for step in steps:
+        per_try = len(step.verify or []) if step.action == "verify" else _SESSIONS.get(step.action, 0)
+        total += per_try * (1 + step.retries)
+    return total
+
+
 def coerce(name: str, param: Param, value: Any) -> Any:
     """Type a param value (strings from -e or the environment are parsed)."""
     kind = param.type

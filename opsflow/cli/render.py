@@ -27,7 +27,7 @@ class ProgressObserver:
     """Host lines as they finish, a progress bar per step on a terminal, a table at the end."""
 
     def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False) -> None:
-        self.console = _console(stream)
+        self.console: Any = None if quiet else _console(stream)
         self.quiet = quiet
         self._lock = threading.Lock()
         self._progress: Any = None

@@ -44,6 +44,7 @@ class RunContext:
     redactor: Redactor
     concurrency: int = 20
     run_id: str = ""
+    multiplex: bool = True  # one SSH connection per host, reused by every step (off when a run needs one session)
     cancel: threading.Event = field(default_factory=threading.Event)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ofr-")))
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -76,7 +77,7 @@ class RunContext:
         with self._lock:
             if self._ssh_config is None:
                 self._ssh_config = self.workdir / "ssh_config"
-                self._ssh_config.write_text(render_ssh_config(self.inventory, self.control_dir))
+                self._ssh_config.write_text(render_ssh_config(self.inventory, self.control_dir, self.multiplex))
                 self._closers.append(self._close_masters)
             return self._ssh_config
 
@@ -102,7 +103,7 @@ class RunContext:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def render_ssh_config(inventory: Inventory, control_dir: Path) -> str:
+def render_ssh_config(inventory: Inventory, control_dir: Path, multiplex: bool = True) -> str:
     """One ``Host`` block per inventory host, matched by name and by address."""
     blocks = []
     for h in inventory.hosts.values():
@@ -127,9 +128,8 @@ def render_ssh_config(inventory: Inventory, control_dir: Path) -> str:
         "  ConnectTimeout 10",
         "  ServerAliveInterval 2",
         "  ServerAliveCountMax 3",
-        "  ControlMaster auto",
-        f"  ControlPath {control_dir}/%C",
-        "  ControlPersist 120s",
+        *(["  ControlMaster auto", f"  ControlPath {control_dir}/%C", "  ControlPersist 120s"]
+          if multiplex else ["  ControlMaster no"]),
         "  LogLevel ERROR",
     ]
     return "\n\n".join(blocks + ["\n".join(common)]) + "\n"

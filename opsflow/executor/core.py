@@ -18,7 +18,7 @@ from typing import Protocol
 from opsflow.connectors import RunContext
 from opsflow.errors import OpsflowError
 from opsflow.executor.steps import RunState, StepRunner
-from opsflow.plan import Plan, PlannedStep
+from opsflow.plan import Plan, PlannedStep, ssh_sessions
 from opsflow.redact import Redactor
 from opsflow.results import FAILING, HostStatus, RunResult, RunStatus, StepResult, host_outcome, run_outcome
 from opsflow.store.base import RunRecord, Store
@@ -97,7 +97,7 @@ class Executor:
             hosts={h: "pending" for h in plan.targets}))
         self.observer.run_started(state.run_id, plan)
         ctx = RunContext(inventory=plan.inventory, redactor=state.redactor, concurrency=rb.concurrency,
-                         cancel=self.cancel, run_id=state.run_id)
+                         cancel=self.cancel, run_id=state.run_id, multiplex=ssh_sessions(plan) > 1)
         self._contexts.append(ctx)
         runner = StepRunner(self, state, ctx)
         error: str | None = None
