@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
-from opsflow.plan import Plan, PlannedStep, check_support, project_file
+from opsflow.plan import Plan, PlannedStep, batches, check_support, project_file
 from opsflow.redact import Redactor
 from opsflow.results import FAILING, HostStatus, RunStatus, StepResult
 from opsflow.runbook import render
@@ -126,8 +126,6 @@ class StepRunner:
             tasks.append(HostTask(host=plan.inventory.hosts[host], spec=spec, step_name=step.name,
                                   step_index=ps.index, action=step.action, timeout=step.timeout, check=check))
         if tasks:
-            from opsflow.plan import batches
-
             for batch in batches([t.host.name for t in tasks], step.serial):
                 if self.ex.cancel.is_set():
                     for t in tasks:
