@@ -265,8 +265,9 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from opsflow.cli.render import _console
 
     table = Table()
     for col in ("run", "runbook", "status", "trigger", "started", "duration", "hosts"):
@@ -278,7 +279,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
                       f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
                       f"{len(hosts) - bad}/{len(hosts)} ok")
-    Console().print(table)
+    _console(sys.stdout).print(table)
 
 
 @click.command()

@@ -18,9 +18,13 @@ _COLOR = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "m
 
 
 def _console(stream: TextIO) -> Any:
+    """A rich console; when the output is not a terminal (CI logs, pipes), wide enough for tables."""
     from rich.console import Console
 
-    return Console(file=stream, highlight=False, soft_wrap=True)
+    console = Console(file=stream, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(file=stream, highlight=False, soft_wrap=True, width=max(console.width, 160))
+    return console
 
 
 class ProgressObserver:
