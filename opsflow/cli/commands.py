@@ -267,7 +267,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
         return
     from rich.table import Table
 
-    from opsflow.cli.render import _console
+    from opsflow.cli.render import console_for
 
     table = Table()
     for col in ("run", "runbook", "status", "trigger", "started", "duration", "hosts"):
@@ -279,7 +279,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
                       f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
                       f"{len(hosts) - bad}/{len(hosts)} ok")
-    _console(sys.stdout).print(table)
+    console_for(sys.stdout).print(table)
 
 
 @click.command()

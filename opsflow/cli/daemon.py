@@ -149,8 +149,9 @@ def events(since: str | None, rule: str | None, outcome: str | None, limit: int,
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from opsflow.cli.render import console_for
 
     table = Table()
     for col in ("received", "event", "source", "host", "rule", "outcome", "to start", "detail"):
@@ -165,7 +166,7 @@ def events(since: str | None, rule: str | None, outcome: str | None, limit: int,
             latency = f"{a['start_latency']:.3f}s" if a["start_latency"] is not None else "-"
             table.add_row(when, name, e["source"], a["host"] or e["host"] or "-", a["rule"], _outcome(a), latency,
                           (a["detail"] or "")[:80])
-    Console(soft_wrap=True).print(table)
+    console_for(sys.stdout).print(table)
 
 
 @click.group()

@@ -17,7 +17,7 @@ _COLOR = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "m
           "abandoned": "magenta", "running": "cyan"}
 
 
-def _console(stream: TextIO) -> Any:
+def console_for(stream: TextIO) -> Any:
     """A rich console; when the output is not a terminal (CI logs, pipes), wide enough for tables."""
     from rich.console import Console
 
@@ -31,7 +31,7 @@ class ProgressObserver:
     """Host lines as they finish, a progress bar per step on a terminal, a table at the end."""
 
     def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False) -> None:
-        self.console: Any = None if quiet else _console(stream)
+        self.console: Any = None if quiet else console_for(stream)
         self.quiet = quiet
         self._lock = threading.Lock()
         self._progress: Any = None
@@ -148,7 +148,7 @@ def junit(record: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
 def show_run(stream: TextIO, record: dict[str, Any], results: list[dict[str, Any]], verbose: bool = False) -> None:
     from rich.table import Table
 
-    console = _console(stream)
+    console = console_for(stream)
     color = _COLOR.get(record["status"], "white")
     console.print(f"[bold]run {record['id']}[/] {record['runbook']} [{color}]{record['status']}[/]  "
                   f"trigger={record['trigger']} by={record['started_by']}  "
