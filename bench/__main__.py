@@ -1,9 +1,12 @@
 """`python -m bench`: bring up the bench lab, run the benchmarks, print and record the table.
 
 Options: ``--quick`` (tiny sizes: proves the suite runs), ``--only NAME`` (repeatable or
-comma-separated: step, fanout, ansible, network, store, cli), ``--out DIR`` for the JSON
-record (default bench/results/), ``--readme PATH`` for the table (default bench/README.md
-for a full run; a quick run updates no README unless given one), ``--keep-lab``.
+comma-separated: step, fanout, ansible, network, store, cli, events, backups), ``--out DIR``
+for the JSON record (default bench/results/), ``--readme PATH`` for the table (default
+bench/README.md for a full run; a quick run updates no README unless given one),
+``--keep-lab``. A full run of only some benchmarks keeps, in the README's table, the rows
+of the others from the latest full record under ``--out`` that has them (``--no-merge``:
+only this run's rows).
 A benchmark never asserts a time. Exit 0 when every selected benchmark ran, 1 otherwise.
 """
 
@@ -20,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import b_ansible, b_cli, b_fanout, b_network, b_step, b_store
+from bench import b_ansible, b_backups, b_cli, b_events, b_fanout, b_network, b_step, b_store
 from bench.core import BENCH_DIR, Figure, loadavg, machine
 from bench.env import FULL, QUICK, BenchEnv, bring_up_lab
-from bench.report import render_section, update_readme, write_json
+from bench.report import earlier_runs, render_section, table_order, update_readme, write_json
 
 BENCHES: dict[str, tuple[Callable[[BenchEnv], list[Figure]], str]] = {
     # name: (run, what it needs)
@@ -33,6 +36,8 @@ BENCHES: dict[str, tuple[Callable[[BenchEnv], list[Figure]], str]] = {
     "fanout": (b_fanout.run, "servers"),
     "ansible": (b_ansible.run, "servers"),
     "network": (b_network.run, "routers"),
+    "events": (b_events.run, ""),
+    "backups": (b_backups.run, "routers"),
 }
 
 
@@ -47,6 +52,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(BENCH_DIR / "results"), help="directory of the JSON records")
     p.add_argument("--readme", default=None, help="README whose table to update (full run: bench/README.md)")
     p.add_argument("--no-readme", action="store_true", help="update no README")
+    p.add_argument("--no-merge", action="store_true",
+                   help="a partial full run: the README table holds only this run's rows (default: the other "
+                        "benchmarks' rows are kept from the latest full record that has them)")
     a = p.parse_args(argv)
     names = [n.strip() for item in a.only for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in BENCHES]
@@ -95,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"skipping {', '.join(needs_lab)}: {problem}")
         elif needs_lab:
             servers = size.servers_needed if any(BENCHES[n][1] == "servers" for n in needs_lab) else 0
-            routers = size.routers_needed if "network" in needs_lab else 0
+            routers = size.routers_for(needs_lab)
             state_dir = Path(a.state_dir or f"/tmp/opsflow-bench/lab-{a.lab_name}")
             say(f"lab {a.lab_name}: {servers} servers, {routers} routers in {state_dir}")
             t0 = time.perf_counter()
@@ -125,10 +133,19 @@ def main(argv: list[str] | None = None) -> int:
         shown = str(json_path.resolve().relative_to(BENCH_DIR.parent))
     except ValueError:
         shown = str(json_path)
+    figs = table_order(figs, list(BENCHES))
     section = render_section(doc, figs, shown)
     print(section)
     readme = None if a.no_readme else (a.readme or (None if a.quick else str(BENCH_DIR / "README.md")))
     if readme:
+        others = [n for n in BENCHES if n not in a.selected]
+        if others and not a.quick and not a.no_merge:
+            # a partial full run: keep the rows of the benchmarks it did not run from earlier full records
+            earlier = earlier_runs(out_dir, others, exclude=json_path)
+            section = render_section(doc, figs, shown, earlier=earlier, order=list(BENCHES))
+            kept = sorted({n for _, _, fs in earlier for n in {f.bench for f in fs}})
+            say(f"README table: this run's rows + the rows of {', '.join(kept) or 'nothing'} from earlier "
+                f"full records")
         update_readme(Path(readme), section)
         say(f"table written to {readme}")
     say(f"record written to {json_path}")

@@ -56,6 +56,8 @@ class Stats:
     min: float
     max: float
     stdev: float
+    p1: float = 0.0
+    p99: float = 0.0
 
     @classmethod
     def of(cls, values: list[float], unit: str) -> Stats | None:
@@ -63,7 +65,15 @@ class Stats:
             return None
         return cls(unit=unit, n=len(values), p5=percentile(values, 5), p50=percentile(values, 50), p95=percentile(values, 95),
                    mean=statistics.fmean(values), min=min(values), max=max(values),
-                   stdev=statistics.stdev(values) if len(values) > 1 else 0.0)
+                   stdev=statistics.stdev(values) if len(values) > 1 else 0.0,
+                   p1=percentile(values, 1), p99=percentile(values, 99))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> Stats | None:
+        """A Stats read back from a JSON record (older records have no p1/p99)."""
+        if not d:
+            return None
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 @dataclass
@@ -81,6 +91,8 @@ class Figure:
     target_ok: bool | None = None
     failures: int = 0  # rounds that did not do the work (excluded from the figures)
     note: str = ""
+    tail: str = ""  # "p99": the tail shown is p99 of a time (p1 of a rate) instead of p95 (p5)
+    samples: str = ""  # what the count column counts when not rounds (e.g. "events")
 
     @property
     def ratio(self) -> float | None:
@@ -93,6 +105,13 @@ class Figure:
         d = asdict(self)
         d["ratio"] = self.ratio
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Figure:
+        """A Figure read back from a JSON record (to keep the rows of benchmarks a partial run did not run)."""
+        kw = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        kw["opsflow"], kw["baseline"] = Stats.from_dict(d.get("opsflow")), Stats.from_dict(d.get("baseline"))
+        return cls(**kw)
 
 
 def check_target(fig: Figure, max_ratio: float | None = None, min_ratio: float | None = None,

@@ -4,17 +4,23 @@
 
 KIND is one of ``paramiko``, ``asyncssh``, ``nornir-paramiko`` (plain Nornir, threaded
 runner, a netmiko-free task), ``netmiko-loop`` (sequential), ``netmiko-pool`` (threads)
-and ``nornir-netmiko``. FILE has one ``name address`` per line. Host keys are checked
-against KH everywhere. Prints one JSON line ``{"ok": n, "failed": {...}}`` and exits 0
-only when every host answered (rc 0 for commands, a non-empty output for devices).
-Each script is as plain as the tool's documentation suggests: no tuning beyond opsflow's.
+and ``nornir-netmiko``; or, for device backups (``--repo DIR``), ``netmiko-backup`` (thread
+pool) and ``nornir-backup`` (Nornir + nornir-netmiko): ``show running-config``, the file
+``DIR/<device>.cfg`` written, and a git commit for each device whose file changed.
+FILE has one ``name address`` per line. Host keys are checked against KH everywhere.
+Prints one JSON line ``{"ok": n, "failed": {...}, "changed": k}`` and exits 0 only when
+every host answered (rc 0 for commands, a non-empty output for devices, a configuration
+for backups). Each script is as plain as the tool's documentation suggests: no tuning
+beyond opsflow's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -165,6 +171,81 @@ def run_nornir_netmiko(hosts: Hosts, a: argparse.Namespace) -> dict[str, str]:
     return failed
 
 
+# ---- devices: backups of the running config into a git repository ------------------------
+
+_git_lock = threading.Lock()  # one git index: commits one at a time
+_changed: list[str] = []
+
+
+def _git(repo: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", "-C", repo, "-c", "user.name=bench", "-c", "user.email=bench@localhost",
+                           "-c", "commit.gpgsign=false", *args], capture_output=True, text=True)
+
+
+def save_config(repo: str, name: str, text: str) -> str | None:
+    """Write DIR/<name>.cfg; commit it when it changed. None when stored, else why not."""
+    if "hostname" not in text or not text.rstrip().endswith("end"):
+        return f"not a configuration: {text[:100]!r}"
+    with _git_lock:
+        (Path(repo) / f"{name}.cfg").write_text(text)
+        if _git(repo, "add", "--", f"{name}.cfg").returncode != 0:
+            return "git add failed"
+        if _git(repo, "diff", "--cached", "--quiet", "--", f"{name}.cfg").returncode == 0:
+            return None  # unchanged: no new version
+        proc = _git(repo, "commit", "-q", "-m", f"{name}: backup", "--", f"{name}.cfg")
+        if proc.returncode != 0:
+            return f"git commit failed: {proc.stderr.strip()[:200]}"
+        _changed.append(name)
+    return None
+
+
+def _init_repo(repo: str) -> None:
+    if not (Path(repo) / ".git").is_dir():
+        Path(repo).mkdir(parents=True, exist_ok=True)
+        _git(repo, "init", "-q")
+
+
+def netmiko_backup(name: str, addr: str, a: argparse.Namespace) -> str | None:
+    from netmiko import ConnectHandler
+
+    conn = ConnectHandler(**_netmiko_params(addr, a))
+    try:
+        out = str(conn.send_command(a.cmd))
+    finally:
+        conn.disconnect()
+    return save_config(a.repo, name, out)
+
+
+def run_netmiko_backup(hosts: Hosts, a: argparse.Namespace) -> dict[str, str]:
+    _init_repo(a.repo)
+    addr_of = {addr: name for name, addr in hosts}
+    return _pool(hosts, a.parallel, lambda addr: netmiko_backup(addr_of[addr], addr, a))
+
+
+def run_nornir_backup(hosts: Hosts, a: argparse.Namespace) -> dict[str, str]:
+    from nornir.core.plugins.connections import ConnectionPluginRegister
+    from nornir.core.task import Result, Task
+    from nornir_netmiko.connections import Netmiko
+    from nornir_netmiko.tasks import netmiko_send_command
+
+    if "netmiko" not in ConnectionPluginRegister.available:
+        ConnectionPluginRegister.register("netmiko", Netmiko)
+    _init_repo(a.repo)
+
+    def backup(t: Task) -> Result:
+        out = t.run(task=netmiko_send_command, command_string=a.cmd)
+        err = save_config(a.repo, t.host.name, str(out.result))
+        return Result(host=t.host, result=err, failed=err is not None)
+
+    extras = {**_netmiko_extras(a), "use_keys": True, "key_file": a.key, "allow_agent": False}
+    nr = _nornir(hosts, a, "cisco_ios", extras)
+    try:
+        result = nr.run(task=backup)
+    finally:
+        nr.close_connections()
+    return _nornir_failures(result)
+
+
 # ---- plumbing -------------------------------------------------------------------------
 
 def _pool(hosts: Hosts, parallel: int, fn: Callable[[str], str | None]) -> dict[str, str]:
@@ -185,6 +266,8 @@ KINDS: dict[str, Callable[[Hosts, argparse.Namespace], dict[str, str]]] = {
     "netmiko-loop": run_netmiko_loop,
     "netmiko-pool": run_netmiko_pool,
     "nornir-netmiko": run_nornir_netmiko,
+    "netmiko-backup": run_netmiko_backup,
+    "nornir-backup": run_nornir_backup,
 }
 
 
@@ -197,10 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--known-hosts", required=True)
     p.add_argument("-P", "--parallel", type=int, default=20)
     p.add_argument("--cmd", default="true")
+    p.add_argument("--repo", default=None, help="git repository of the backups (netmiko-backup, nornir-backup)")
     a = p.parse_args(argv)
+    if a.kind.endswith("-backup") and not a.repo:
+        p.error(f"{a.kind} needs --repo DIR")
     hosts = read_hosts(a.hosts)
     failed = KINDS[a.kind](hosts, a)
-    print(json.dumps({"ok": len(hosts) - len(failed), "failed": failed}))
+    print(json.dumps({"ok": len(hosts) - len(failed), "failed": failed, "changed": len(_changed)}))
     return 0 if not failed else 1
 
 

@@ -34,14 +34,29 @@ class Size:
     store_rounds: int
     cli_rounds: int
     warmup: int = 1
+    # 8. backups: nightly-config-backup on this many routers, first backup and unchanged re-run
+    backup_routers: int = 20
+    backup_rounds: int = 5
+    backup_warmup: int = 1
+    # 7. events: offered rates (events/s) and, per rate, seconds per round and rounds per contender
+    event_rates: tuple[int, ...] = (1, 100, 1000)
+    event_seconds: tuple[float, ...] = (60.0, 5.0, 3.0)
+    event_rounds: tuple[int, ...] = (1, 3, 3)
+    event_capacity_seconds: float = 5.0  # closed-loop intake, per round
+    event_capacity_rounds: int = 3
+    event_connections: int = 8  # keep-alive HTTP connections of the sender (both contenders)
+    event_hosts: int = 200  # inventory hosts the events are about (round robin), like the lab's 200 servers
+    event_warmup: int = 30  # events sent to each contender before measuring (imports, first runs)
 
     @property
     def servers_needed(self) -> int:
         return max((*self.fanout, *self.ansible_hosts, 1))
 
-    @property
-    def routers_needed(self) -> int:
-        return max((*self.routers, 0))
+    def routers_for(self, benches: list[str]) -> int:
+        """Routers the lab needs for these benchmarks (network and backups)."""
+        need = [*(self.routers if "network" in benches else ()),
+                *((self.backup_routers,) if "backups" in benches else ())]
+        return max((*need, 0))
 
 
 FULL = Size(name="full", step_rounds=30, step_long=21, step_long_rounds=3, fanout=(10, 50, 200), fanout_rounds=5,
@@ -49,7 +64,11 @@ FULL = Size(name="full", step_rounds=30, step_long=21, step_long_rounds=3, fanou
             store_runs=100_000, store_rounds=5, cli_rounds=30)
 QUICK = Size(name="quick", step_rounds=3, step_long=4, step_long_rounds=1, fanout=(3,), fanout_rounds=2,
              concurrency=3, ansible_hosts=(1,), ansible_rounds=1, routers=(2,), network_rounds=1,
-             store_runs=500, store_rounds=2, cli_rounds=3)
+             store_runs=500, store_rounds=2, cli_rounds=3,
+             backup_routers=2, backup_rounds=1, backup_warmup=0,
+             event_rates=(1, 100, 1000), event_seconds=(2.0, 0.5, 0.3), event_rounds=(1, 1, 1),
+             event_capacity_seconds=0.5, event_capacity_rounds=1, event_connections=4, event_hosts=20,
+             event_warmup=5)
 
 
 @dataclass
