@@ -17,9 +17,9 @@ from typing import Any
 import yaml
 
 from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError
-from opsflow.inventory import Inventory, load_inventory
+from opsflow.inventory import Inventory, load_inventory_cached
 from opsflow.runbook.models import Param, Step
-from opsflow.runbook.validate import LoadedRunbook, load_runbook, resolve_playbook
+from opsflow.runbook.validate import LoadedRunbook, load_runbook_cached, resolve_playbook
 
 TRIGGERS = ("cli", "ci", "event", "schedule", "api")
 
@@ -223,8 +223,8 @@ def resolve_params(lrb: LoadedRunbook, given: dict[str, Any]) -> tuple[dict[str,
 def build_plan(request: RunRequest) -> Plan:
     if request.trigger not in TRIGGERS:
         raise UsageError(f"unknown trigger {request.trigger!r} (one of {', '.join(TRIGGERS)})")
-    inventory = load_inventory(request.inventory)
-    lrb = load_runbook(request.runbook, inventory)
+    inventory = load_inventory_cached(request.inventory)
+    lrb = load_runbook_cached(request.runbook, inventory)
     params, secrets = resolve_params(lrb, request.params)
     rb = lrb.runbook
     targets = inventory.select(rb.targets)

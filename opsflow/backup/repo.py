@@ -50,8 +50,11 @@ class ConfigRepo:
             raise BackupError(f"device name {device!r} is not usable as a file name")
         return f"{device}.cfg"
 
-    def save(self, device: str, config: str, run_id: str) -> tuple[str, bool]:
-        """Store a config; commit only when it changed. Return (version, changed)."""
+    def save(self, device: str, config: str, run_id: str) -> tuple[str, str | None]:
+        """Store a config; commit only when it changed. Return (version, diff or None when unchanged).
+
+        Four git processes for a change (add, diff, commit, rev-parse), three when unchanged.
+        """
         name = self._file(device)
         with _lock:
             self.ensure()
@@ -60,11 +63,13 @@ class ConfigRepo:
             tmp.write_text(config)
             tmp.replace(path)
             self._git("add", "--", name)
-            if self._git("diff", "--cached", "--quiet", "--", name, check=False).returncode == 0:
-                head = self.versions(device)
-                return (head[0].id if head else ""), False
+            diff = self._git("diff", "--cached", "--no-color", "-U1", "--", name).stdout
+            if not diff:
+                return self._git("log", "-1", "--format=%h", "--abbrev=12", "--", name).stdout.strip(), None
             self._git("commit", "-q", "-m", f"{device}: backup by run {run_id}", "--", name)
-            return self._git("rev-parse", "--short=12", "HEAD").stdout.strip(), True
+            version = self._git("rev-parse", "--short=12", "HEAD").stdout.strip()
+            new_file = "new file mode" in diff.split("@@", 1)[0]
+            return version, "" if new_file else diff
 
     def versions(self, device: str | None = None) -> list[Version]:
         """Newest first."""

@@ -10,7 +10,6 @@ from opsflow.backup.configs import InvalidConfig, restore_delta, validate
 from opsflow.backup.repo import BackupError, ConfigRepo
 from opsflow.connectors.base import HostTask, RunContext
 from opsflow.connectors.network import ConfigRejected, apply_config
-from opsflow.netconfig import config_diff
 from opsflow.results import HostStatus, StepResult, bound
 
 
@@ -27,15 +26,14 @@ def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResu
         return ht.result(HostStatus.FAILED, error_class="InvalidConfig",
                          error=f"not stored: {exc}", stdout=bound(ctx.redactor.text(text), 4096))
     try:
-        previous = repo().show(name) if repo().versions(name) else ""
-        version, changed = repo().save(name, config, ctx.run_id)
+        version, diff = repo().save(name, config, ctx.run_id)
     except BackupError as exc:
         return ht.result(HostStatus.FAILED, error_class="BackupError", error=str(exc))
-    diff = config_diff(previous, config) if changed and previous else ""
+    changed = diff is not None
     return ht.result(HostStatus.CHANGED if changed else HostStatus.OK, changed=changed,
                      stdout=ctx.redactor.text(diff or (f"new version {version}" if changed else f"unchanged ({version})")),
                      data={"version": version, "new_version": changed, "lines": len(config.splitlines()),
-                           "diff": ctx.redactor.text(diff)})
+                           "diff": ctx.redactor.text(diff or "")})
 
 
 def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:

@@ -101,20 +101,28 @@ class _Builder:
             if group in seen:
                 raise InventoryError(f"{self.source}: group {group!r} is its own descendant")
             out = list(self.group_hosts.get(group, []))
+            have = set(out)
             for child in self.children.get(group, []):
-                out += [h for h in collect(child, (*seen, group)) if h not in out]
+                for h in collect(child, (*seen, group)):
+                    if h not in have:
+                        have.add(h)
+                        out.append(h)
             return out
 
         for group in self.group_vars:
             members[group] = collect(group)
         members["all"] = list(self.host_vars)
-        members.setdefault("ungrouped", [h for h in self.host_vars
-                                         if not any(h in m for g, m in members.items() if g != "all")])
+        grouped = {h for g, m in members.items() if g != "all" for h in m}
+        members.setdefault("ungrouped", [h for h in self.host_vars if h not in grouped])
         depth = self._depths()
+        of_host: dict[str, list[str]] = {}
+        for g, m in members.items():
+            if g != "all":
+                for h in m:
+                    of_host.setdefault(h, []).append(g)
         hosts: dict[str, Host] = {}
         for name, hvars in self.host_vars.items():
-            groups = sorted((g for g, m in members.items() if name in m and g != "all"),
-                            key=lambda g: (depth.get(g, 1), g))
+            groups = sorted(of_host.get(name, []), key=lambda g: (depth.get(g, 1), g))
             merged: dict[str, Any] = dict(self.group_vars.get("all", {}))
             for g in groups:
                 merged.update(self.group_vars.get(g, {}))
@@ -178,9 +186,12 @@ def _load_file(builder: _Builder, path: Path) -> None:
         builder.ini(text, str(path))
 
 
-def _vars_dir(base: Path, name: str) -> dict[str, Any]:
+def _vars_dir(base: Path, name: str, present: set[str]) -> dict[str, Any]:
+    """Variables of one group or host from ``base/NAME``, ``NAME.yml`` or ``NAME.yaml`` (listed once)."""
     out: dict[str, Any] = {}
     for candidate in (base / name, base / f"{name}.yml", base / f"{name}.yaml"):
+        if candidate.name not in present:
+            continue
         files = sorted(candidate.glob("*.y*ml")) if candidate.is_dir() else [candidate]
         for f in files:
             if f.is_file():
@@ -207,8 +218,42 @@ def load_inventory(path: str | Path) -> Inventory:
     else:
         _load_file(builder, p)
         base = p.parent
-    for group in list(builder.group_vars):
-        builder.group_vars[group].update(_vars_dir(base / "group_vars", group))
-    for host in builder.host_vars:
-        builder.host_vars[host].update(_vars_dir(base / "host_vars", host))
+    for kind, table in (("group_vars", builder.group_vars), ("host_vars", builder.host_vars)):
+        folder = base / kind
+        present = {f.name for f in folder.iterdir()} if folder.is_dir() else set()
+        if present:
+            for name in list(table):
+                table[name].update(_vars_dir(folder, name, present))
     return builder.build()
+
+
+_CACHE: dict[str, tuple[tuple[tuple[str, int, int], ...], Inventory]] = {}
+
+
+def _signature(p: Path) -> tuple[tuple[str, int, int], ...]:
+    """What the inventory at ``p`` is made of: every file with its mtime and size."""
+    base = p if p.is_dir() else p.parent
+    files = [p] if p.is_file() else [f for f in p.iterdir() if f.is_file()] if p.is_dir() else []
+    for kind in ("group_vars", "host_vars"):
+        if (base / kind).is_dir():
+            files += [f for f in (base / kind).rglob("*") if f.is_file()]
+    out = []
+    for f in sorted(files):
+        st = f.stat()
+        out.append((str(f), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def load_inventory_cached(path: str | Path) -> Inventory:
+    """``load_inventory``, reused while none of its files changed (long-running processes: the daemon)."""
+    p = Path(path)
+    if not p.exists():
+        return load_inventory(p)
+    key = str(p.resolve())
+    sig = _signature(p)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == sig:
+        return hit[1]
+    inventory = load_inventory(p)
+    _CACHE[key] = (sig, inventory)
+    return inventory

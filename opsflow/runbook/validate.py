@@ -218,6 +218,25 @@ def load_runbook(path: str | Path, inventory: Inventory | None = None) -> Loaded
     return lrb
 
 
+_CACHE: dict[tuple[str, int, int, int], LoadedRunbook] = {}
+
+
+def load_runbook_cached(path: str | Path, inventory: Inventory | None = None) -> LoadedRunbook:
+    """``load_runbook``, reused while the file and the inventory object are the same."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return load_runbook(p, inventory)
+    key = (str(p.resolve()), st.st_mtime_ns, st.st_size, id(inventory))
+    hit = _CACHE.get(key)
+    if hit is None:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        hit = _CACHE[key] = load_runbook(p, inventory)
+    return hit
+
+
 def find_runbooks(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for raw in paths:

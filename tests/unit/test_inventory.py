@@ -85,3 +85,21 @@ def test_bad_inventory_files(tmp_path: Path) -> None:
     q.write_text("[web\nx\n")
     with pytest.raises(InventoryError, match=r"h.ini:1: malformed section"):
         load_inventory(q)
+
+
+def test_cached_inventory_reloads_when_a_file_changes(tmp_path: Path) -> None:
+    import os
+
+    from opsflow.inventory import load_inventory_cached
+
+    p = tmp_path / "hosts.ini"
+    p.write_text("[web]\nw1\n")
+    first = load_inventory_cached(p)
+    assert load_inventory_cached(p) is first
+    (tmp_path / "host_vars").mkdir()
+    (tmp_path / "host_vars" / "w1.yml").write_text("role: db\n")
+    second = load_inventory_cached(p)
+    assert second is not first and second.hosts["w1"].vars["role"] == "db"
+    p.write_text("[web]\nw1\nw2\n")
+    os.utime(p, ns=(1, 1))
+    assert load_inventory_cached(p).select("web") == ["w1", "w2"]
