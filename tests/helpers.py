@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,31 @@ class Cli:
         proc = self.run("history", "--json", check_rc=0)
         rows: list[dict[str, Any]] = json.loads(proc.stdout)
         return rows
+
+
+@contextlib.contextmanager
+def pg_store_url() -> Iterator[str]:
+    """A PostgreSQL store URL whose search_path is a fresh schema, dropped afterwards.
+
+    Skips, with the reason, without ``OPSFLOW_TEST_PG`` (``make test`` sets it) or a server.
+    """
+    import pytest
+
+    pg = os.environ.get("OPSFLOW_TEST_PG")
+    if not pg:
+        pytest.skip("PostgreSQL tests need OPSFLOW_TEST_PG=postgresql://… (make test sets it)")
+    psycopg = pytest.importorskip("psycopg")
+    schema = f"t_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(pg, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL at {pg}: {exc}")
+    try:
+        yield f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 def write_runbook(directory: Path, name: str, text: str) -> Path:

@@ -7,13 +7,12 @@ import os
 import random
 import signal
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, Cli, by_step, write_runbook
+from tests.helpers import ROOT, Cli, by_step, pg_store_url, write_runbook
 
 pytestmark = pytest.mark.lab
 
@@ -292,40 +291,10 @@ def test_junit_and_show(cli: Cli, tmp_path: Path, lab: Any) -> None:
 
 def test_runs_recorded_in_postgresql(cli: Cli, lab: Any) -> None:
     """The same run recorded in a shared PostgreSQL store instead of SQLite."""
-    pg = os.environ.get("OPSFLOW_TEST_PG")
-    if not pg:
-        pytest.skip("needs OPSFLOW_TEST_PG=postgresql://… (make test sets it)")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"e_{uuid.uuid4().hex[:8]}"
-    try:
-        with psycopg.connect(pg, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {pg}: {exc}")
-    url = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
-    try:
+    with pg_store_url() as url:
         run = cli.run_json(str(ROOT / "runbooks/server-health.yaml"), "--limit", "srv1", "--db", url)
         assert run["status"] == "succeeded"
         rows = json.loads(cli.run("history", "--json", "--db", url, check_rc=0).stdout)
         assert [r["id"] for r in rows] == [run["id"]]
         shown = json.loads(cli.run("show", run["id"], "--json", "--db", url, check_rc=0).stdout)
         assert len(shown["results"]) == 3 and not cli.db.exists()
-    finally:
-        with psycopg.connect(pg, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-def test_gather_facts(cli: Cli, tmp_path: Path, lab: Any) -> None:
-    rb = write_runbook(tmp_path, "facts", """\
-        name: facts
-        targets: srv1:srv2
-        gather_facts: true
-        steps:
-          - name: use facts
-            command: [echo, "{{ facts.hostname }} {{ facts.os }} {{ facts.cpus > 0 }}"]
-    """)
-    run = cli.run_json(str(rb))
-    s = by_step(run)
-    assert s[("gather facts", "srv1")]["status"] == "ok"
-    assert s[("use facts", "srv2")]["stdout"].split()[0] == "srv2"
-    assert s[("use facts", "srv2")]["stdout"].split()[2] == "True"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import shutil
 import subprocess
 import textwrap
@@ -23,6 +21,7 @@ from opsflow.events.safety import Guard
 from opsflow.inventory.models import Host, Inventory
 from opsflow.runbook.validate import load_runbook
 from opsflow.store.sql import SqlStore
+from tests.helpers import pg_store_url
 
 # what Alertmanager 0.25 posted to a webhook for `amtool alert add DiskFull instance=srv1 severity=critical`
 AM_PAYLOAD = {
@@ -307,21 +306,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
         yield s
         s.close()
         return
-    pg = os.environ.get("OPSFLOW_TEST_PG")
-    if not pg:
-        pytest.skip("PostgreSQL tests need OPSFLOW_TEST_PG=postgresql://… (make test sets it)")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"t_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(pg, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {pg}: {exc}")
-    s = SqlStore.connect(f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}")
-    yield s
-    s.close()
-    with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_store_url() as url:
+        s = SqlStore.connect(url)
+        yield s
+        s.close()
 
 
 def test_events_actions_and_breakers_are_recorded(store: SqlStore) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 import sys
 import time
@@ -15,8 +13,7 @@ import pytest
 from opsflow.results import HostStatus, RunStatus, StepResult
 from opsflow.store import open_store
 from opsflow.store.base import RunRecord, Store
-
-PG = os.environ.get("OPSFLOW_TEST_PG")
+from tests.helpers import pg_store_url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -24,19 +21,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield str(tmp_path / "store.db")
         return
-    if not PG:
-        pytest.skip("PostgreSQL tests need OPSFLOW_TEST_PG=postgresql://… (make test sets it)")
-    psycopg = pytest.importorskip("psycopg")
-    schema = f"t_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(PG, autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"no PostgreSQL at {PG}: {exc}")
-    sep = "&" if "?" in PG else "?"
-    yield f"{PG}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
+    with pg_store_url() as url:
+        yield url
 
 
 def record(run_id: str, **kw: object) -> RunRecord:
