@@ -19,6 +19,7 @@ from opsflow.errors import EnvironmentProblem
 from opsflow.lab import Lab, preflight
 from opsflow.lab.net import Net
 from opsflow.lab.proc import alive
+from tests.helpers import Cli
 
 LAB_SERVERS = 4
 LAB_ROUTERS = 2
@@ -72,3 +73,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def lab_inventory(lab: Lab) -> Path:
     """The lab's inventory file (groups `servers` and `routers`)."""
     return lab.inventory_path
+
+
+@pytest.fixture
+def cli(tmp_path: Path, lab_inventory: Path) -> Cli:
+    """The real opsflow CLI, with its own OPSFLOW_HOME (store, backups) and the lab's inventory."""
+    return Cli(home=tmp_path / "home", inventory=lab_inventory)

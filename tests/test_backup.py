@@ -14,11 +14,6 @@ from tests.helpers import ROOT, Cli, by_step, write_runbook
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture
-def cli(tmp_path: Path, lab_inventory: Path) -> Cli:
-    return Cli(home=tmp_path / "home", inventory=lab_inventory)
-
-
 def running(lab: Any, rtr: str) -> list[str]:
     text = lab.exec(rtr, ["vtysh", "-c", "show running-config"]).stdout
     return [line for line in text.splitlines() if line.strip() and not line.startswith(("Building", "Current"))]

@@ -152,11 +152,6 @@ def finished(cli: Cli, n: int = 1) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def cli(tmp_path: Path, lab_inventory: Path) -> Cli:
-    return Cli(home=tmp_path / "home", inventory=lab_inventory)
-
-
-@pytest.fixture
 def token() -> str:
     return uuid.uuid4().hex[:10]
 

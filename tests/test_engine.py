@@ -17,11 +17,6 @@ from tests.helpers import ROOT, Cli, by_step, pg_store_url, write_runbook
 pytestmark = pytest.mark.lab
 
 
-@pytest.fixture
-def cli(tmp_path: Path, lab_inventory: Path) -> Cli:
-    return Cli(home=tmp_path / "home", inventory=lab_inventory)
-
-
 def test_server_health(cli: Cli, lab: Any) -> None:
     run = cli.run_json(str(ROOT / "runbooks/server-health.yaml"), "--limit", "srv1:srv2")
     assert run["status"] == "succeeded" and run["trigger"] == "cli"
@@ -298,3 +293,19 @@ def test_runs_recorded_in_postgresql(cli: Cli, lab: Any) -> None:
         assert [r["id"] for r in rows] == [run["id"]]
         shown = json.loads(cli.run("show", run["id"], "--json", "--db", url, check_rc=0).stdout)
         assert len(shown["results"]) == 3 and not cli.db.exists()
+
+
+def test_gather_facts(cli: Cli, tmp_path: Path, lab: Any) -> None:
+    rb = write_runbook(tmp_path, "facts", """\
+        name: facts
+        targets: srv1:srv2
+        gather_facts: true
+        steps:
+          - name: use facts
+            command: [echo, "{{ facts.hostname }} {{ facts.os }} {{ facts.cpus > 0 }}"]
+    """)
+    run = cli.run_json(str(rb))
+    s = by_step(run)
+    assert s[("gather facts", "srv1")]["status"] == "ok"
+    assert s[("use facts", "srv2")]["stdout"].split()[0] == "srv2"
+    assert s[("use facts", "srv2")]["stdout"].split()[2] == "True"

@@ -17,11 +17,6 @@ pytestmark = pytest.mark.lab
 
 
 @pytest.fixture
-def cli(tmp_path: Path, lab_inventory: Path) -> Cli:
-    return Cli(home=tmp_path / "home", inventory=lab_inventory)
-
-
-@pytest.fixture
 def token() -> str:
     return uuid.uuid4().hex[:10]
 
