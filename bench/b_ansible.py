@@ -7,10 +7,9 @@ start cold, as a user would run them. opsflow goes through ansible-runner.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bench.core import Figure, Sample, Stats, check_target, figure, interleave, measured
+from bench.core import Figure, Sample, Stats, check_target, figure, interleave, measured, run_ok, run_record
 from bench.env import BenchEnv
 
 NAME = "ansible"
@@ -49,12 +48,9 @@ def run(env: BenchEnv) -> list[Figure]:
                     durations: list[float] = step_durations) -> Sample:
             p = measured(env.opsflow("run", str(rb), "-i", str(inv), "--json", "-q", "--db", str(db)),
                          env=env.env(), grace=2.0)
-            try:
-                rec = json.loads(p.stdout or "{}")
-            except ValueError:
-                rec = {}
+            rec = run_record(p)
             results = rec.get("results", [])
-            ok = p.rc == 0 and rec.get("status") == "succeeded" and len(results) == n
+            ok = run_ok(p, rec, n)
             if ok:
                 durations.append(max(r["ended_at"] for r in results) - min(r["started_at"] for r in results))
             return Sample(wall=p.wall, cpu=p.cpu, ok=ok, detail=f"rc {p.rc} {p.stderr[-300:]}")

@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from bench.core import ROOT, Figure, Sample, Stats, figure, interleave, measured
+from bench.core import ROOT, Figure, Sample, Stats, figure, interleave, measured, run_ok, run_record
 from bench.env import BenchEnv
 
 NAME = "backups"
@@ -57,14 +57,11 @@ def run(env: BenchEnv) -> list[Figure]:
         before = commits(repo)
         p = measured(env.opsflow("run", str(RUNBOOK), "-i", str(inv), "--json", "-q", "--db", str(db)),
                      env=env.env(OPSFLOW_BACKUPS=str(home)))
-        try:
-            rec = json.loads(p.stdout or "{}")
-        except ValueError:
-            rec = {}
+        rec = run_record(p)
         results = rec.get("results", [])
         changed = sum(1 for r in results if r.get("changed"))
         after = commits(repo)
-        ok = (p.rc == 0 and rec.get("status") == "succeeded" and len(results) == n
+        ok = (run_ok(p, rec, n)
               and changed == (n if first else 0) and after == (n if first else before))
         return Sample(wall=p.wall, cpu=p.cpu, ok=ok,
                       detail=f"rc {p.rc} status {rec.get('status')} results {len(results)} changed {changed} "

@@ -9,9 +9,7 @@ wall time until it exits, and controller CPU-seconds of its whole process tree.
 
 from __future__ import annotations
 
-import json
-
-from bench.core import Figure, Sample, Stats, check_target, figure, interleave, measured
+from bench.core import Figure, Sample, Stats, check_target, figure, interleave, measured, run_ok, run_record
 from bench.env import BenchEnv
 
 NAME = "fanout"
@@ -43,11 +41,8 @@ def run(env: BenchEnv) -> list[Figure]:
 
         def opsflow(n: int = n, inv: object = inv, rb: str = rb, db: object = db) -> Sample:
             p = measured(env.opsflow("run", rb, "-i", str(inv), "--json", "-q", "--db", str(db)), env=os_env)
-            try:
-                rec = json.loads(p.stdout or "{}")
-            except ValueError:
-                rec = {}
-            ok = p.rc == 0 and rec.get("status") == "succeeded" and len(rec.get("results", [])) == n
+            rec = run_record(p)
+            ok = run_ok(p, rec, n)
             return Sample(wall=p.wall, cpu=p.cpu, ok=ok, detail=f"rc {p.rc} {p.stderr[-300:]}",
                           extra={"run": float(rec.get("duration") or 0.0)})
 

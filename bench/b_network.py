@@ -7,10 +7,9 @@ keys checked against the lab's known_hosts and the same parallelism as opsflow.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bench.core import Figure, Sample, Stats, figure, interleave, measured
+from bench.core import Figure, Sample, Stats, figure, interleave, measured, run_ok, run_record
 from bench.env import BenchEnv
 
 NAME = "network"
@@ -39,12 +38,8 @@ def run(env: BenchEnv) -> list[Figure]:
 
         def opsflow(n: int = n, rb: Path = rb, inv: Path = inv, db: Path = db) -> Sample:
             p = measured(env.opsflow("run", str(rb), "-i", str(inv), "--json", "-q", "--db", str(db)), env=os_env)
-            try:
-                rec = json.loads(p.stdout or "{}")
-            except ValueError:
-                rec = {}
-            results = rec.get("results", [])
-            ok = p.rc == 0 and rec.get("status") == "succeeded" and len(results) == n
+            rec = run_record(p)
+            ok = run_ok(p, rec, n)
             return Sample(wall=p.wall, cpu=p.cpu, ok=ok, detail=f"rc {p.rc} {p.stderr[-300:]}",
                           extra={"run": float(rec.get("duration") or 0.0)})
 

@@ -9,13 +9,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.core import Figure, Sample, Stats, check_target, figure, interleave, measured, timed
+from bench.core import Figure, Sample, Stats, check_target, figure, interleave, measured, run_record, timed
 from bench.env import BenchEnv
 
 NAME = "step"
@@ -68,7 +67,7 @@ def run(env: BenchEnv) -> list[Figure]:
     # -- single step: CLI and in-process, against a fresh ssh connection -------------------
     def cli() -> Sample:
         p = measured(env.opsflow("run", str(one), "-i", str(inv), "--json", "-q", "--db", str(db)), env=os_env)
-        ok = p.rc == 0 and json.loads(p.stdout or "{}").get("status") == "succeeded"
+        ok = p.rc == 0 and run_record(p).get("status") == "succeeded"
         return Sample(wall=p.wall, cpu=p.cpu, ok=ok, detail=p.stderr[-300:])
 
     store = open_store(str(db))

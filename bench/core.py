@@ -195,6 +195,20 @@ def measured(argv: list[str], env: dict[str, str] | None = None, cwd: Path | str
                 maxrss_kib=int(data["maxrss_kib"]), stdout=proc.stdout, stderr=proc.stderr)
 
 
+def run_record(p: Proc) -> dict[str, Any]:
+    """The run record that `opsflow run --json` printed (empty when it printed none)."""
+    try:
+        rec = json.loads(p.stdout or "{}")
+    except ValueError:
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def run_ok(p: Proc, rec: dict[str, Any], hosts: int) -> bool:
+    """The run exited 0, succeeded and recorded a result for every host."""
+    return p.rc == 0 and rec.get("status") == "succeeded" and len(rec.get("results", [])) == hosts
+
+
 def timed(argv: list[str], env: dict[str, str] | None = None, timeout: float = 60) -> Sample:
     """A short command timed from this process (for millisecond figures: no wrapper in the path)."""
     t0 = time.perf_counter()
