@@ -26,6 +26,25 @@ class RunStatus(StrEnum):
     ABANDONED = "abandoned"
 
 
+class ErrorKind(StrEnum):
+    """Why a host failed a step: the ``error_class`` of a :class:`StepResult`."""
+
+    COMMAND_FAILED = "CommandFailed"
+    TASK_FAILED = "TaskFailed"
+    FAILED_WHEN = "FailedWhen"
+    TEMPLATE = "TemplateError"
+    UNREACHABLE = "TargetUnreachable"
+    CONNECTION_LOST = "ConnectionLost"
+    AUTHENTICATION = "AuthenticationFailed"
+    HOST_KEY = "HostKeyVerificationFailed"  # the target's host key is unknown or changed: never retried
+    TIMEOUT = "StepTimeout"
+    CANCELED = "Canceled"
+    WRONG_TARGET = "WrongTarget"
+    NOT_APPROVED = "NotApproved"
+
+
+NEVER_RETRIED = frozenset({ErrorKind.HOST_KEY, ErrorKind.WRONG_TARGET})
+
 FAILING = frozenset({HostStatus.FAILED, HostStatus.UNREACHABLE, HostStatus.TIMEOUT})
 TERMINAL_RUN = frozenset(RunStatus) - {RunStatus.RUNNING, RunStatus.WAITING}
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept per step and host

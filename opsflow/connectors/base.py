@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any, Protocol
 from opsflow.inventory.models import Host, Inventory
 from opsflow.redact import Redactor
 from opsflow.results import HostStatus, StepResult, bound
+from opsflow.workdir import make_workdir
 
 Emit = Callable[[StepResult], None]
 
@@ -46,7 +46,7 @@ class RunContext:
     run_id: str = ""
     multiplex: bool = True  # one SSH connection per host, reused by every step (off when a run needs one session)
     cancel: threading.Event = field(default_factory=threading.Event)
-    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="ofr-")))
+    workdir: Path = field(default_factory=make_workdir)
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _ssh_config: Path | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)

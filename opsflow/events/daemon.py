@@ -26,9 +26,10 @@ from opsflow.events.safety import Guard
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
 from opsflow.plan import Plan, RunRequest, build_plan, resolve_params
+from opsflow.proc import process_alive, process_start
 from opsflow.results import RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
-from opsflow.store.sql import SqlStore, _alive, process_start
+from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.daemon")
 
@@ -71,7 +72,7 @@ def _identity_alive(identity: str) -> bool:
     pid, _, start = rest.partition(":")
     if node != socket.gethostname():
         return True
-    return pid.isdigit() and _alive(int(pid), start)
+    return pid.isdigit() and process_alive(int(pid), start)
 
 
 class _Watch(NullObserver):

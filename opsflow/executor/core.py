@@ -19,10 +19,10 @@ from opsflow.connectors import RunContext
 from opsflow.errors import OpsflowError
 from opsflow.executor.steps import RunState, StepRunner
 from opsflow.plan import Plan, PlannedStep, ssh_sessions
+from opsflow.proc import process_start
 from opsflow.redact import Redactor
 from opsflow.results import FAILING, HostStatus, RunResult, RunStatus, StepResult, host_outcome, run_outcome
 from opsflow.store.base import RunRecord, Store
-from opsflow.store.sql import process_start
 
 
 class LockHeld(OpsflowError):

@@ -13,7 +13,7 @@ from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
 from opsflow.plan import Plan, PlannedStep, batches, check_support, project_file
 from opsflow.redact import Redactor
-from opsflow.results import FAILING, HostStatus, RunStatus, StepResult
+from opsflow.results import FAILING, NEVER_RETRIED, HostStatus, RunStatus, StepResult
 from opsflow.runbook import render
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def context(state: RunState, host: str) -> dict[str, Any]:
 
 
 def _retryable(result: StepResult, retry_on: list[str | int]) -> bool:
-    if not result.failed:
+    if not result.failed or result.error_class in NEVER_RETRIED:
         return False
     if str(result.status) in retry_on:
         return True

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from opsflow.store.base import RunRecord, Store
 from opsflow.store.sql import SqlStore
+from opsflow.workdir import reap_workdirs
 
 __all__ = ["RunRecord", "Store", "default_url", "home", "open_store"]
 
@@ -27,4 +28,5 @@ def open_store(url: str | None = None, reap: bool = True) -> Store:
     store = SqlStore.connect(url or default_url())
     if reap:
         store.reap()
+        reap_workdirs()
     return store

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.errors import StoreError
+from opsflow.proc import process_alive, process_start
 from opsflow.results import RunStatus, StepResult
 from opsflow.store.base import RunRecord
 from opsflow.store.events import EVENTS_DDL, EventStoreMixin
@@ -53,27 +54,6 @@ _RUN_COLS = ("id", "runbook", "runbook_path", "runbook_hash", "params", "trigger
 _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "status", "changed", "rc",
                 "started_at", "ended_at", "duration", "attempts", "stdout", "stderr", "data", "error_class",
                 "error")
-
-
-def process_start(pid: int) -> str:
-    """A token that tells a live process from a later one reusing its pid."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
-
-
-def _alive(pid: int, start: str) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return not start or process_start(pid) == start
 
 
 class SqlStore(EventStoreMixin):
@@ -191,7 +171,7 @@ class SqlStore(EventStoreMixin):
             holder, hpid, hstart, hnode = rows[0]
             if holder == run_id or holder in owners:
                 return None
-            if hnode == node and not _alive(int(hpid or 0), hstart or ""):
+            if hnode == node and not process_alive(int(hpid or 0), hstart or ""):
                 self._exec("DELETE FROM locks WHERE resource = ? AND run_id = ?", (resource, holder))
                 continue
             return str(holder)
@@ -239,7 +219,7 @@ class SqlStore(EventStoreMixin):
         """Mark runs of this node whose process is gone as abandoned; return their ids."""
         rows = self._exec("SELECT id, pid, pid_start FROM runs WHERE status IN (?, ?) AND node = ?",
                           (str(RunStatus.RUNNING), str(RunStatus.WAITING), socket.gethostname()))
-        dead = [rid for rid, pid, start in rows if not _alive(int(pid or 0), start or "")]
+        dead = [rid for rid, pid, start in rows if not process_alive(int(pid or 0), start or "")]
         now = time.time()
         for rid in dead:
             last = self._exec("SELECT MAX(ended_at) FROM results WHERE run_id = ?", (rid,))
