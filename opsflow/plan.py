@@ -18,6 +18,7 @@ import yaml
 
 from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError
 from opsflow.inventory import Inventory, load_inventory_cached
+from opsflow.redact import MASK, MIN_SECRET, Redactor
 from opsflow.runbook.models import Param, Step
 from opsflow.runbook.validate import LoadedRunbook, load_runbook_cached, resolve_playbook
 
@@ -77,8 +78,10 @@ class Plan:
         return self.loaded.runbook.name
 
     def public_params(self) -> dict[str, Any]:
+        """The params as recorded: secret ones masked, and any secret inside the others too."""
         spec = self.loaded.runbook.params
-        return {k: ("********" if spec.get(k, Param()).secret else v) for k, v in self.params.items()}
+        masked = {k: (MASK if spec.get(k, Param()).secret else v) for k, v in self.params.items()}
+        return Redactor(self.secrets).value(masked)
 
     @property
     def batches(self) -> list[list[str]]:
@@ -176,7 +179,8 @@ def coerce(name: str, param: Param, value: Any) -> Any:
             return parsed
         raise ValueError
     except (ValueError, TypeError, yaml.YAMLError):
-        raise UsageError(f"param {name!r}: {str(value)[:60]!r} is not a valid {kind}") from None
+        shown = "the value given (secret, not shown)" if param.secret else repr(str(value)[:60])
+        raise UsageError(f"param {name!r}: {shown} is not a valid {kind}") from None
 
 
 def resolve_params(lrb: LoadedRunbook, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -209,10 +213,18 @@ def resolve_params(lrb: LoadedRunbook, given: dict[str, Any]) -> tuple[dict[str,
                 continue
             if param.choices is not None and value not in param.choices:
                 line, col = lrb.where("params", name)
+                shown = "the value given (secret, not shown)" if param.secret else repr(value)
+                choices = f"{len(param.choices)} allowed values" if param.secret else str(param.choices)
                 problems.append(Diagnostic(str(lrb.path), line, col,
-                                           f"param {name!r}: {value!r} is not one of {param.choices}"))
+                                           f"param {name!r}: {shown} is not one of {choices}"))
                 continue
             if param.secret:
+                if len(str(value)) < MIN_SECRET:
+                    line, col = lrb.where("params", name)
+                    problems.append(Diagnostic(str(lrb.path), line, col,
+                                               f"param {name!r} is secret and shorter than {MIN_SECRET} "
+                                               "characters: it could not be masked in records and output"))
+                    continue
                 secrets.append(str(value))
         out[name] = value
     if problems:

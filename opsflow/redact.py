@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from opsflow.results import StepResult
 
 MASK = "********"
+MIN_SECRET = 3  # shorter values would mask ordinary text: secret params shorter than this are refused
 
 
 class Redactor:
@@ -16,8 +21,11 @@ class Redactor:
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
-        # very short values would mask ordinary text; secrets shorter than 3 chars are refused upstream
-        self._secrets |= {s for s in (str(x) for x in secrets) if len(s) >= 3}
+        for secret in (str(x) for x in secrets):
+            if len(secret) < MIN_SECRET:
+                continue
+            # as written, and as it appears quoted in messages (repr, JSON), e.g. a template error
+            self._secrets |= {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1]}
         if self._secrets:
             alts = sorted(self._secrets, key=len, reverse=True)
             self._pattern = re.compile("|".join(re.escape(s) for s in alts))
@@ -38,3 +46,13 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.value(v) for v in value]
         return value
+
+
+def redact(result: StepResult, redactor: Redactor) -> StepResult:
+    """Mask every secret in what a step result carries out: error, output, data (in place)."""
+    if redactor:
+        result.error = redactor.text(result.error) if result.error else result.error
+        result.stdout = redactor.text(result.stdout)
+        result.stderr = redactor.text(result.stderr)
+        result.data = redactor.value(result.data)
+    return result

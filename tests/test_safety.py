@@ -106,6 +106,36 @@ def test_resume_runs_only_what_did_not_complete(cli: Cli, tmp_path: Path, lab: A
     assert lab.exec("srv2", ["cat", log]).stdout.split("\n")[:-1] == ["one", "two", "two", "three srv2"]
     again = cli.run("resume", second["id"])
     assert again.returncode == 2 and "only failed, partial, canceled or abandoned" in again.stderr
+    twice = cli.run("resume", first["id"])  # the original again: its chain ends in a succeeded run
+    assert twice.returncode == 2 and f"resumed by run {second['id']}" in twice.stderr
+    assert lab.exec("srv2", ["cat", log]).stdout.split("\n")[:-1] == ["one", "two", "two", "three srv2"]
+
+
+def test_resume_follows_the_chain(cli: Cli, tmp_path: Path, lab: Any, token: str) -> None:
+    """Resuming an original that was already resumed continues from the latest run of the chain."""
+    log, gate1, gate2 = f"/tmp/chain-{token}.log", f"/tmp/gate1-{token}", f"/tmp/gate2-{token}"
+    rb = write_runbook(tmp_path, "chain", f"""\
+        name: chain
+        targets: srv2
+        steps:
+          - name: one
+            command: [sh, -c, 'echo one >> {log}']
+          - name: two
+            command: [sh, -c, 'echo two >> {log}; test -e {gate1}']
+          - name: three
+            command: [sh, -c, 'echo three >> {log}; test -e {gate2}']
+    """)
+    first = cli.run_json(str(rb), rc=1)
+    lab.exec("srv2", ["touch", gate1])
+    second = json.loads(cli.run("resume", first["id"], "--json", check_rc=1).stdout)
+    assert by_step(second)[("three", "srv2")]["status"] == "failed"
+    lab.exec("srv2", ["touch", gate2])
+    third = json.loads(cli.run("resume", first["id"], "--json", check_rc=0).stdout)  # the original, again
+    assert third["parent_run"] == second["id"]
+    steps = by_step(third)
+    assert steps[("one", "srv2")]["data"]["done_in"] == first["id"]
+    assert steps[("two", "srv2")]["data"]["done_in"] == second["id"]
+    assert lab.exec("srv2", ["cat", log]).stdout.split("\n")[:-1] == ["one", "two", "two", "three", "three"]
 
 
 @pytest.mark.parametrize("decision", ["approve", "deny", "timeout"])

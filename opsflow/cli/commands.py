@@ -145,16 +145,14 @@ def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_
     import hashlib
 
     from opsflow.plan import RunRequest
+    from opsflow.resume import resume_target
     from opsflow.store import open_store
 
     store = open_store(db)
-    record = store.get_run(run_id)
-    store.close()
-    if record is None:
-        raise UsageError(f"no run {run_id!r} (see opsflow history)")
-    if record["status"] not in ("failed", "partial", "canceled", "abandoned"):
-        raise UsageError(f"run {record['id']} is {record['status']}: only failed, partial, canceled or abandoned "
-                         "runs can be resumed")
+    try:
+        record = resume_target(store, run_id)  # the newest run of its resume chain
+    finally:
+        store.close()
     path = Path(record["runbook_path"])
     try:
         current = hashlib.sha256(path.read_bytes()).hexdigest()

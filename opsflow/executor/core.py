@@ -22,6 +22,7 @@ from opsflow.plan import Plan, PlannedStep, ssh_sessions
 from opsflow.proc import process_start
 from opsflow.redact import Redactor
 from opsflow.results import FAILING, HostStatus, RunResult, RunStatus, StepResult, host_outcome, run_outcome
+from opsflow.resume import ancestors
 from opsflow.store.base import RunRecord, Store
 
 
@@ -177,19 +178,22 @@ class Executor:
                 self.cancel.wait(0.2)
 
     def _resume_state(self, original: str, plan: Plan) -> tuple[dict[str, dict[int, str]], dict[str, dict]]:
-        """What the original run (and the runs it resumed) completed, per host, and their registered results."""
+        """What any run of the resume chain up to ``original`` completed, per host, and registered results."""
         done: dict[str, dict[int, str]] = {}
         registered: dict[str, dict[str, object]] = {}
         names = {ps.index: ps.step for ps in plan.steps}
-        for row in self.store.results(original):
-            if row["phase"] != "main" or row["step_index"] not in names:
-                continue
-            ok = row["status"] in ("ok", "changed") or (row["data"].get("ignored") and row["status"] in FAILING)
-            inherited = row["data"].get("done_in")
-            if ok or inherited:
-                done.setdefault(row["host"], {})[row["step_index"]] = inherited or original
+        record = self.store.get_run(original)
+        for run in ancestors(self.store, record) if record else []:  # oldest first: later runs override
+            for row in self.store.results(run["id"]):
+                if row["phase"] != "main" or row["step_index"] not in names:
+                    continue
+                ok = row["status"] in ("ok", "changed") or (row["data"].get("ignored") and row["status"] in FAILING)
+                inherited = row["data"].get("done_in")
+                if not (ok or inherited):
+                    continue
+                done.setdefault(row["host"], {})[row["step_index"]] = inherited or run["id"]
                 step = names[row["step_index"]]
-                if step.register_as:
+                if step.register_as and ok:
                     r = StepResult(row["step"], row["host"], HostStatus(row["status"]), changed=row["changed"],
                                    rc=row["rc"], stdout=row["stdout"], stderr=row["stderr"], data=row["data"])
                     registered.setdefault(row["host"], {})[step.register_as] = r.registered()

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
 from opsflow.plan import Plan, PlannedStep, batches, check_support, project_file
-from opsflow.redact import Redactor
-from opsflow.results import FAILING, NEVER_RETRIED, HostStatus, RunStatus, StepResult
+from opsflow.redact import Redactor, redact
+from opsflow.results import FAILING, NEVER_RETRIED, ErrorKind, HostStatus, RunStatus, StepResult
 from opsflow.runbook import render
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ class StepRunner:
 
     # ---- recording -------------------------------------------------------------------
     def record(self, ps: PlannedStep, result: StepResult) -> None:
+        """The one boundary where a result leaves a step: redacted here, then stored and shown."""
         step, state = ps.step, self.state
+        redact(result, state.redactor)
         result.phase = ps.phase
         result.step_index = ps.index
         result.action = result.action or step.action
@@ -110,7 +112,7 @@ class StepRunner:
                     if not render.evaluate(step.when, context(state, host)):
                         skip = f"when is false: {step.when}"
                 except TemplateError as exc:
-                    self._simple(ps, host, HostStatus.FAILED, str(exc), "TemplateError")
+                    self._simple(ps, host, HostStatus.FAILED, str(exc), ErrorKind.TEMPLATE)
                     continue
             if skip is None and check and not supported:
                 self._simple(ps, host, HostStatus.SKIPPED, how, not_checked=True)
@@ -121,7 +123,7 @@ class StepRunner:
             try:
                 spec = self._render_spec(ps, host)
             except TemplateError as exc:
-                self._simple(ps, host, HostStatus.FAILED, state.redactor.text(str(exc)), "TemplateError")
+                self._simple(ps, host, HostStatus.FAILED, str(exc), ErrorKind.TEMPLATE)
                 continue
             tasks.append(HostTask(host=plan.inventory.hosts[host], spec=spec, step_name=step.name,
                                   step_index=ps.index, action=step.action, timeout=step.timeout, check=check))
@@ -171,7 +173,7 @@ class StepRunner:
                 result.changed = render.evaluate(step.changed_when, ctx)
                 result.status = HostStatus.CHANGED if result.changed else HostStatus.OK
         except TemplateError as exc:
-            result.status, result.error_class, result.error = HostStatus.FAILED, "TemplateError", str(exc)
+            result.status, result.error_class, result.error = HostStatus.FAILED, ErrorKind.TEMPLATE, str(exc)
 
     def _with_retries(self, ps: PlannedStep, tasks: list[HostTask]) -> None:
         step = ps.step
@@ -229,9 +231,10 @@ class StepRunner:
         spec, store, run_id = tasks[0].spec, self.ex.store, self.state.run_id
         started = time.time()
         deadline = started + spec.timeout
-        store.request_approval(run_id, ps.index, ps.step.name, spec.message, deadline)
+        message = self.state.redactor.text(spec.message)
+        store.request_approval(run_id, ps.index, ps.step.name, message, deadline)
         store.set_status(run_id, RunStatus.WAITING)
-        self.ex.observer.waiting(run_id, ps, spec.message, deadline)
+        self.ex.observer.waiting(run_id, ps, message, deadline)
         decision: dict[str, Any] | None = None
         while True:
             decision = store.approval(run_id, ps.index)
@@ -272,6 +275,7 @@ class StepRunner:
                 limit=":".join(t.host.name for t in tasks), trigger=req.trigger, started_by=req.started_by,
                 check=req.check, parent_run=self.state.run_id,
                 lock_owners=req.lock_owners | {self.state.run_id}))
+            child.secrets = child.secrets + plan.secrets  # the parent's secrets stay masked in the child's records
             result = self.ex.child().execute(child)
         except OpsflowError as exc:
             for t in tasks:

@@ -272,6 +272,13 @@ class SqlStore(EventStoreMixin):
                 return None
         return self._run_dict(rows[0])
 
+    def resumes_of(self, run_id: str) -> list[dict[str, Any]]:
+        """The runs that resumed ``run_id`` (same runbook file, started as its continuation), oldest first."""
+        rows = self._exec(f"SELECT {', '.join('r.' + c for c in _RUN_COLS)} FROM runs r JOIN runs p "
+                          "ON r.parent_run = p.id AND r.runbook_path = p.runbook_path "
+                          "WHERE p.id = ? ORDER BY r.started_at", (run_id,))
+        return [self._run_dict(r) for r in rows]
+
     def results_by_action(self, actions: tuple[str, ...], limit: int = 10000) -> list[dict[str, Any]]:
         """Newest first: results of the given actions across runs (backup reports)."""
         marks = ", ".join("?" for _ in actions)
