@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from opsflow.connectors.base import Emit, HostTask, RunContext
-from opsflow.results import HostStatus, StepResult, bound
+from opsflow.connectors.ssh import host_key_message, host_key_problem
+from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
 _RANK = {"ok": 0, "skipped": 0, "changed": 1, "failed": 2, "unreachable": 3}
 
@@ -90,8 +91,8 @@ class AnsibleConnector:
             cmdline += ["--check", "--diff"]
         if spec.tags:
             cmdline.append(f"--tags {','.join(spec.tags)}")
-        per_host: dict[str, dict[str, Any]] = {t.host.name: {"status": "ok", "tasks": [], "msg": None}
-                                              for t in tasks}
+        per_host: dict[str, dict[str, Any]] = {t.host.name: {"status": "ok", "tasks": [], "msg": None,
+                                                             "host_key": None} for t in tasks}
         started = time.time()
 
         def on_event(event: dict[str, Any]) -> bool:
@@ -116,6 +117,8 @@ class AnsibleConnector:
                 entry["status"] = state
             if state in ("failed", "unreachable"):
                 entry["msg"] = res.get("msg") or res.get("stderr") or str(res)[:500]
+                if state == "unreachable" and host_key_problem(str(entry["msg"])):
+                    entry["host_key"] = str(entry["msg"])  # ssh refused the host key: not a network problem
             return True
 
         try:
@@ -146,12 +149,16 @@ class AnsibleConnector:
             lines = [f"{x['status']:<11} {x['task']} ({(x['duration'] or 0):.2f}s)" for x in entry["tasks"]]
             error = entry["msg"] or (f"ansible-runner {runner_status} (rc {rc}) {tail.strip()[-300:]}"
                                      if hs in (HostStatus.FAILED, HostStatus.TIMEOUT) else None)
+            kind = {HostStatus.UNREACHABLE: ErrorKind.UNREACHABLE, HostStatus.FAILED: ErrorKind.TASK_FAILED,
+                    HostStatus.TIMEOUT: ErrorKind.TIMEOUT}.get(hs)
+            stderr = ""
+            if entry["host_key"] and hs == HostStatus.UNREACHABLE:
+                hs, kind = HostStatus.FAILED, ErrorKind.HOST_KEY
+                error, stderr = host_key_message(t.host, entry["host_key"]), entry["host_key"]
             emit(StepResult(step=t.step_name, host=t.host.name, status=hs, step_index=t.step_index,
                             action=t.action, changed=status == "changed", rc=rc,
-                            stdout=bound(red.text("\n".join(lines))),
+                            stdout=bound(red.text("\n".join(lines))), stderr=bound(red.text(stderr)),
                             data=red.value({"tasks": entry["tasks"], "runner_status": runner_status,
                                             "check_mode": first.check}),
-                            error_class={HostStatus.UNREACHABLE: "TargetUnreachable",
-                                         HostStatus.FAILED: "TaskFailed",
-                                         HostStatus.TIMEOUT: "StepTimeout"}.get(hs),
+                            error_class=str(kind) if kind else None,
                             error=red.text(str(error)) if error else None, started_at=started, ended_at=ended))

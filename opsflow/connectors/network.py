@@ -14,8 +14,9 @@ from typing import Any
 
 from opsflow.checks import CheckOutcome, outcome, text_assertions
 from opsflow.connectors.base import Emit, HostTask, RunContext
+from opsflow.connectors.ssh import host_key_message, host_key_problem
 from opsflow.netconfig import candidate_diff, config_diff
-from opsflow.results import HostStatus, StepResult, bound
+from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
 CONFIG_ERROR = r"^%\s*(Unknown|Invalid|Ambiguous|Incomplete|Error|Command incomplete)"
 _CLI_ERROR = re.compile(r"^%\s*(Unknown command|Invalid input|Ambiguous command|Incomplete command)", re.M)
@@ -43,18 +44,32 @@ def apply_config(conn: Any, lines: list[str], timeout: float) -> str | ConfigRej
         return ConfigRejected(text.splitlines()[-1][:300] if text else "rejected", text)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and those it was raised from or while handling (netmiko wraps paramiko's)."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen and len(seen) < 8:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
 def _classify(exc: BaseException) -> tuple[HostStatus, str, str]:
     name = type(exc).__name__
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
-    if "known_hosts" in text or "not found in known_hosts" in text or name == "BadHostKeyException":
-        return HostStatus.FAILED, "HostKeyVerificationFailed", text
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else name
+    chain = _chain(exc)
+    if any(type(e).__name__ == "BadHostKeyException" or host_key_problem(str(e)) for e in chain):
+        return HostStatus.FAILED, ErrorKind.HOST_KEY, "\n".join(f"{type(e).__name__}: {e}" for e in chain)
+    if len(lines) > 1 and lines[0].endswith(":"):
+        text = " ".join(lines[:2])  # netmiko: "A paramiko SSHException occurred …:" then the reason
     if name in ("NetmikoTimeoutException", "ConnectionRefusedError", "NoValidConnectionsError", "timeout",
                 "TimeoutError", "socket.timeout") or "timed out" in text.lower() or "refused" in text.lower():
-        return HostStatus.UNREACHABLE, "TargetUnreachable", text
+        return HostStatus.UNREACHABLE, ErrorKind.UNREACHABLE, text
     if name in ("NetmikoAuthenticationException", "AuthenticationException"):
-        return HostStatus.UNREACHABLE, "AuthenticationFailed", text
+        return HostStatus.UNREACHABLE, ErrorKind.AUTHENTICATION, text
     if name in ("ReadTimeout",):
-        return HostStatus.TIMEOUT, "StepTimeout", text
+        return HostStatus.TIMEOUT, ErrorKind.TIMEOUT, text
     return HostStatus.FAILED, name, text
 
 
@@ -135,7 +150,10 @@ class NetworkConnector:
 
     def _failure(self, ht: HostTask, exc: BaseException, ctx: RunContext) -> StepResult:
         status, cls, text = _classify(exc)
-        return ht.result(status, error_class=cls, error=ctx.redactor.text(text))
+        if cls == ErrorKind.HOST_KEY:  # what is wrong and what to do; the library's words go to stderr
+            return ht.result(status, error_class=str(cls), error=host_key_message(ht.host, text),
+                             stderr=ctx.redactor.text(text))
+        return ht.result(status, error_class=str(cls), error=ctx.redactor.text(text))
 
     def _attempt(self, task: Any, ht: HostTask, ctx: RunContext) -> StepResult:
         conn = task.host.get_connection("netmiko", task.nornir.config)

@@ -9,17 +9,22 @@ from __future__ import annotations
 import re
 import shlex
 import time
+from typing import Any
 
 from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, command_result, run_process
-from opsflow.results import HostStatus, StepResult
+from opsflow.inventory.models import Host
+from opsflow.results import ErrorKind, HostStatus, StepResult
 
 _UNREACHABLE = re.compile(
     r"ssh: connect to host|Connection timed out|Connection refused|No route to host|Network is unreachable|"
     r"Could not resolve hostname|Connection closed by|Connection reset|kex_exchange_identification|"
     r"Timeout, server .* not responding|banner exchange|mux_client_request_session|Broken pipe"
 )
-_HOSTKEY = re.compile(r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|"
-                      r"No (?:ED25519|RSA|ECDSA)? ?host key is known")
+# what OpenSSH (and paramiko, netmiko, ansible, which pass its words on) say of a host key
+_KEY_CHANGED = re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED|Host key for \S+ has changed|"
+                          r"Host key for server \S+ does not match|BadHostKeyException")
+_KEY_UNKNOWN = re.compile(r"No (?:[A-Z0-9-]+ )?host key is known|not found in known_hosts")
+_HOSTKEY = re.compile(f"{_KEY_CHANGED.pattern}|{_KEY_UNKNOWN.pattern}|Host key verification failed")
 
 
 def remote_command(argv: list[str], env: dict[str, str] | None = None, chdir: str | None = None) -> str:
@@ -33,14 +38,48 @@ def remote_command(argv: list[str], env: dict[str, str] | None = None, chdir: st
 
 
 def classify_ssh_failure(stderr: str) -> tuple[HostStatus, str] | None:
-    """An rc of 255 is ssh's own failure only when its stderr says so."""
+    """An rc of 255 is ssh's own failure only when its stderr says so.
+
+    A host key that is unknown or changed is ``failed`` (never ``unreachable``): retrying cannot fix it.
+    """
     if _HOSTKEY.search(stderr):
-        return HostStatus.FAILED, "HostKeyVerificationFailed"
+        return HostStatus.FAILED, ErrorKind.HOST_KEY
     if _UNREACHABLE.search(stderr):
-        return HostStatus.UNREACHABLE, "TargetUnreachable"
+        return HostStatus.UNREACHABLE, ErrorKind.UNREACHABLE
     if "Permission denied" in stderr:
-        return HostStatus.UNREACHABLE, "AuthenticationFailed"
+        return HostStatus.UNREACHABLE, ErrorKind.AUTHENTICATION
     return None
+
+
+def host_key_problem(text: str) -> str | None:
+    """``changed``, ``unknown`` or ``unverified`` when ``text`` (ssh's stderr, an error) says a host key failed."""
+    if _KEY_CHANGED.search(text):
+        return "changed"
+    if _KEY_UNKNOWN.search(text):
+        return "unknown"
+    if _HOSTKEY.search(text):
+        return "unverified"
+    return None
+
+
+def host_key_message(host: Host, text: str) -> str:
+    """What failed, for which host, and what to do: the error of every host-key failure."""
+    known = host.known_hosts or "~/.ssh/known_hosts"
+    what = {"changed": "does not match", "unknown": "is not in"}.get(host_key_problem(text) or "",
+                                                                     "could not be verified against")
+    return (f"host key of {host.name} ({host.address}:{host.port}) {what} known_hosts {known}: "
+            "verify the host's key, then update known_hosts")
+
+
+def ssh_failure(task: HostTask, rc: int | None, err: str, **kw: Any) -> StepResult | None:
+    """The result of ssh failing on its own (rc 255 and its stderr ``err`` saying why), or None when the command ran."""
+    failure = classify_ssh_failure(err) if rc == 255 else None
+    if failure is None:
+        return None
+    status, kind = failure
+    error = host_key_message(task.host, err) if kind == ErrorKind.HOST_KEY else (
+        err.strip().splitlines()[-1] if err.strip() else "connection to the host lost")
+    return task.result(status, rc=rc, error_class=str(kind), error=error, **kw)
 
 
 class CommandConnector(PerHostConnector):
@@ -56,5 +95,8 @@ class CommandConnector(PerHostConnector):
                 remote_command(spec.argv, spec.env, spec.chdir)]
         started = time.time()
         outcome = run_process(argv, spec.stdin, task.timeout, track=ctx.inflight)
-        return command_result(task, ctx, outcome, started,
-                              lambda err: classify_ssh_failure(err) or self._connection_lost(task, ctx))
+        result = command_result(task, ctx, outcome, started,
+                                lambda err: classify_ssh_failure(err) or self._connection_lost(task, ctx))
+        if result.error_class == ErrorKind.HOST_KEY:
+            result.error = host_key_message(task.host, outcome[2])
+        return result

@@ -9,13 +9,28 @@ from typing import Any
 
 from opsflow.checks import CheckOutcome, compare, describe, expect, outcome, text_assertions
 from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, run_process
-from opsflow.connectors.ssh import classify_ssh_failure
-from opsflow.results import HostStatus, StepResult
+from opsflow.connectors.ssh import classify_ssh_failure, ssh_failure
+from opsflow.results import ErrorKind, HostStatus, StepResult
 from opsflow.runbook.models import Check
 
 
 class _Unreachable(Exception):
-    pass
+    """ssh itself failed (rc 255): the host was not checked."""
+
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def _ssh_failed(exc: BaseException) -> str | None:
+    """testinfra raises ``RuntimeError(CommandResult)`` when ssh exits 255: its stderr, or None."""
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    if getattr(arg, "exit_status", None) != 255:
+        return None
+    try:
+        return str(arg.stderr)  # type: ignore[union-attr]
+    except Exception:  # noqa: BLE001 - undecodable: the raw bytes, escaped
+        return repr(getattr(arg, "_stderr", b""))
 
 
 def _argv(command: str | list[str]) -> str:
@@ -36,12 +51,25 @@ class ServerVerifyConnector(PerHostConnector):
         host = self._host(task, ctx)
         outcomes: list[CheckOutcome] = []
         try:
-            for check in task.spec:
-                outcomes.append(self._check(host, check, task, ctx))
+            try:
+                for check in task.spec:
+                    outcomes.append(self._check(host, check, task, ctx))
+            except RuntimeError as exc:
+                stderr = _ssh_failed(exc)
+                if stderr is None:
+                    raise
+                raise _Unreachable(stderr) from exc
         except _Unreachable as exc:
-            return task.result(HostStatus.UNREACHABLE, error_class="TargetUnreachable",
-                               error=ctx.redactor.text(str(exc)), started_at=started, ended_at=time.time(),
-                               data={"checks": [o.to_dict() for o in outcomes]})
+            red = ctx.redactor
+            failure = ssh_failure(task, 255, exc.stderr, stderr=red.text(exc.stderr), started_at=started,
+                                  ended_at=time.time(), data={"checks": [o.to_dict() for o in outcomes]})
+            if failure is None:  # rc 255 that ssh does not explain: the host was still not checked
+                last = (exc.stderr.strip().splitlines() or ["ssh exited with rc 255"])[-1]
+                failure = task.result(HostStatus.UNREACHABLE, rc=255, error_class=ErrorKind.UNREACHABLE,
+                                      error=last, stderr=red.text(exc.stderr), started_at=started,
+                                      ended_at=time.time(), data={"checks": [o.to_dict() for o in outcomes]})
+            failure.error = red.text(failure.error or "")
+            return failure
         failed = [o for o in outcomes if not o.passed]
         lines = [f"{'PASS' if o.passed else 'FAIL'} {o.name}: {o.detail}" for o in outcomes]
         return task.result(HostStatus.FAILED if failed else HostStatus.OK,
@@ -54,10 +82,8 @@ class ServerVerifyConnector(PerHostConnector):
 
     def _run(self, host: Any, command: str) -> Any:
         result = host.run(command)
-        if result.rc == 255:
-            failure = classify_ssh_failure(result.stderr)
-            if failure:
-                raise _Unreachable(result.stderr.strip().splitlines()[-1])
+        if result.rc == 255 and classify_ssh_failure(result.stderr):
+            raise _Unreachable(result.stderr)
         return result
 
     def _check(self, host: Any, check: Check, task: HostTask, ctx: RunContext) -> CheckOutcome:
@@ -96,7 +122,7 @@ class ServerVerifyConnector(PerHostConnector):
             problems = [f"{avail:.0f} MB available < {need:g} MB"] if avail < need else []
             return outcome(check, problems, f"{avail:.0f} MB available")
         if kind == "testinfra":
-            return self._testinfra(check, task, ctx)
+            return self._testinfra(host, check, task, ctx)
         return CheckOutcome(describe(check), False, f"check kind {kind!r} does not apply to a server")
 
     def _file(self, host: Any, check: Check) -> CheckOutcome:
@@ -150,7 +176,8 @@ class ServerVerifyConnector(PerHostConnector):
             problems += compare(str(free_mb), check)
         return outcome(check, problems, f"{free_mb:.0f} MB free ({pct:.1f}%)")
 
-    def _testinfra(self, check: Check, task: HostTask, ctx: RunContext) -> CheckOutcome:
+    def _testinfra(self, host: Any, check: Check, task: HostTask, ctx: RunContext) -> CheckOutcome:
+        self._run(host, "true")  # ssh refused (host key, unreachable) is the host's failure, not the file's
         argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--no-header",
                 f"--hosts=ssh://{task.host.name}", f"--ssh-config={ctx.ssh_config}", str(check.testinfra)]
         rc, out, err, timed_out = run_process(argv, None, task.timeout or 300)
