@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from opsflow.errors import RunbookError, UsageError
+from opsflow.textsafe import for_terminal as safe
 
 
 def parse_extra(values: tuple[str, ...]) -> dict[str, Any]:
@@ -180,7 +181,7 @@ def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) ->
     store.close()
     if decision is None:
         raise UsageError(f"run {record['id']} ({record['status']}) is not waiting for an approval")
-    click.echo(f"run {record['id']}: step {decision['step']!r} {decision['state']} by {decision['decided_by']}")
+    click.echo(safe(f"run {record['id']}: step {decision['step']!r} {decision['state']} by {decision['decided_by']}"))
 
 
 @click.command()
@@ -223,7 +224,7 @@ def validate(paths: tuple[str, ...], inventory: str | None) -> None:
         except RunbookError as exc:
             bad += 1
             for d in exc.diagnostics:
-                click.echo(str(d), err=True)
+                click.echo(safe(d), err=True)
     if inv is None:
         click.echo("note: no inventory given, targets and template variables were not checked", err=True)
     if bad:
@@ -240,7 +241,8 @@ def list_runbooks(paths: tuple[str, ...]) -> None:
     for f in find_runbooks(list(paths) or ["runbooks"]):
         try:
             rb = load_runbook(f).runbook
-            click.echo(f"{rb.name:<28} {rb.targets:<16} {len(rb.steps):>2} steps  {rb.description.splitlines()[0] if rb.description else ''}")
+            summary = rb.description.splitlines()[0] if rb.description else ""
+            click.echo(safe(f"{rb.name:<28} {rb.targets:<16} {len(rb.steps):>2} steps  {summary}"))
         except RunbookError as exc:
             click.echo(f"{f}: invalid ({len(exc.diagnostics)} problem(s); see opsflow validate)", err=True)
 
@@ -264,6 +266,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     from rich.table import Table
+    from rich.text import Text
 
     from opsflow.cli.render import console_for
 
@@ -273,7 +276,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
     for r in rows:
         hosts = r["hosts"]
         bad = sum(1 for s in hosts.values() if s in ("failed", "unreachable", "timeout"))
-        table.add_row(r["id"], r["runbook"], r["status"], r["trigger"],
+        table.add_row(*(Text(safe(r[k])) for k in ("id", "runbook", "status", "trigger")),
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
                       f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
                       f"{len(hosts) - bad}/{len(hosts)} ok")
@@ -304,7 +307,7 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
         if event:
             from opsflow.cli.daemon import describe_event
 
-            click.echo(describe_event(event))
+            click.echo(safe(describe_event(event)))
 
 
 @click.command()
@@ -331,10 +334,10 @@ def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str
         click.echo(json.dumps({"runbook": p.name, "targets": p.targets, "params": p.public_params(),
                                "batches": p.batches, "steps": p.describe()}, indent=2, default=str))
         return
-    click.echo(f"{p.name}: {len(p.targets)} host(s): {', '.join(p.targets)}")
+    click.echo(safe(f"{p.name}: {len(p.targets)} host(s): {', '.join(p.targets)}"))
     if len(p.batches) > 1:
-        click.echo(f"batches: {' | '.join(', '.join(b) for b in p.batches)}")
+        click.echo(safe(f"batches: {' | '.join(', '.join(b) for b in p.batches)}"))
     for s in p.describe():
         rollback = f"  rollback: {', '.join(s['rollback'])}" if s["rollback"] else ""
-        click.echo(f"  {s['index']:>2}. [{s['phase']}] {s['name']} ({s['action']}) → {', '.join(s['hosts']) or '-'}"
-                   f"\n      check mode: {s['check_mode']}{rollback}")
+        click.echo(safe(f"  {s['index']:>2}. [{s['phase']}] {s['name']} ({s['action']}) → {', '.join(s['hosts']) or '-'}"
+                        f"\n      check mode: {s['check_mode']}{rollback}"))

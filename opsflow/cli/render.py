@@ -1,4 +1,9 @@
-"""Terminal rendering of runs: live progress, result tables, JSON and JUnit."""
+"""Terminal rendering of runs: live progress, result tables, JSON and JUnit.
+
+Everything from targets, events and records is data: it is shown with its control characters
+escaped (:mod:`opsflow.textsafe`) and never read as Rich markup — it goes into markup strings
+through :func:`_m`, into table cells through :func:`_t`, and alone with ``markup=False``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from xml.etree import ElementTree as ET
 
 from opsflow.plan import Plan, PlannedStep
 from opsflow.results import HostStatus, RunResult, StepResult
+from opsflow.textsafe import for_terminal, for_xml, markup_literal
 
 _COLOR = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "magenta", "skipped": "dim",
           "timeout": "red", "succeeded": "green", "partial": "yellow", "canceled": "yellow",
@@ -18,13 +24,28 @@ _COLOR = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "m
 
 
 def console_for(stream: TextIO) -> Any:
-    """A rich console; when the output is not a terminal (CI logs, pipes), wide enough for tables."""
+    """A rich console; when the output is not a terminal (CI logs, pipes), wide enough for tables.
+
+    No emoji codes (``:warning:`` in data stays text) and no highlighting.
+    """
     from rich.console import Console
 
-    console = Console(file=stream, highlight=False, soft_wrap=True)
+    console = Console(file=stream, highlight=False, soft_wrap=True, emoji=False)
     if not console.is_terminal:
-        console = Console(file=stream, highlight=False, soft_wrap=True, width=max(console.width, 160))
+        console = Console(file=stream, highlight=False, soft_wrap=True, emoji=False, width=max(console.width, 160))
     return console
+
+
+def _m(value: Any) -> str:
+    """Data inside a markup string: controls escaped, brackets literal."""
+    return markup_literal(value)
+
+
+def _t(value: Any, style: str = "") -> Any:
+    """Data as a table cell (a Rich Text: never markup)."""
+    from rich.text import Text
+
+    return Text(for_terminal(value), style=style)
 
 
 class ProgressObserver:
@@ -41,45 +62,48 @@ class ProgressObserver:
         if self.quiet:
             return
         mode = " [yellow](check mode)[/]" if plan.request.check else ""
-        self.console.print(f"[bold]run {run_id}[/] {plan.name} on {len(plan.targets)} host(s){mode}")
+        self.console.print(f"[bold]run {_m(run_id)}[/] {_m(plan.name)} on {len(plan.targets)} host(s){mode}")
 
     def step_started(self, step: PlannedStep, hosts: list[str]) -> None:
         if self.quiet:
             return
         label = "on_failure: " if step.phase == "on_failure" else ""
-        self.console.print(f"[bold cyan]▶ {label}{step.step.name}[/] [dim]({step.step.action}, {len(hosts)} host(s))[/]")
+        self.console.print(f"[bold cyan]▶ {label}{_m(step.step.name)}[/] "
+                           f"[dim]({_m(step.step.action)}, {len(hosts)} host(s))[/]")
         if self.console.is_terminal and len(hosts) > 1:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(TextColumn("  "), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                                       console=self.console, transient=True)
-            self._task = self._progress.add_task(step.step.name, total=len(hosts))
+            self._task = self._progress.add_task(for_terminal(step.step.name), total=len(hosts))
             self._progress.start()
 
     def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None:
         if self.quiet:
             return
         left = max(0, deadline - time.time())
-        self.console.print(f"[bold yellow]⏸ waiting for approval:[/] {message} — "
-                           f"`opsflow approve {run_id}` or `opsflow deny {run_id}` (deny in {left:.0f} s)")
+        self.console.print(f"[bold yellow]⏸ waiting for approval:[/] {_m(message)} — "
+                           f"`opsflow approve {_m(run_id)}` or `opsflow deny {_m(run_id)}` (deny in {left:.0f} s)")
 
     def host_done(self, result: StepResult) -> None:
         if self.quiet:
             return
         with self._lock:
             color = _COLOR.get(str(result.status), "white")
-            extra = f" [dim]{result.error}[/]" if result.error else ""
+            extra = f" [dim]{_m(result.error)}[/]" if result.error else ""
             if result.phase == "rollback":
                 extra = f" [magenta](rollback)[/]{extra}"
             diff = result.data.get("diff") if result.data.get("check_mode") or result.data.get("diff") else None
             tries = f" [dim](attempt {result.attempts})[/]" if result.attempts > 1 else ""
-            self.console.print(f"  [{color}]{result.status:<11}[/] {result.host:<16} {result.duration:7.2f}s{tries}{extra}",
-                               markup=True)
+            self.console.print(f"  [{color}]{_m(f'{result.status:<11}')}[/] {_m(f'{result.host:<16}')} "
+                               f"{result.duration:7.2f}s{tries}{extra}", markup=True)
             if diff:
-                self.console.print("\n".join(f"      {line}" for line in str(diff).splitlines()), markup=False)
+                self.console.print(for_terminal("\n".join(f"      {line}" for line in str(diff).splitlines())),
+                                   markup=False)
             for task in result.data.get("tasks", []) if result.data.get("check_mode") else []:
                 if task.get("diff"):
-                    self.console.print(f"      {task['task']}: {json.dumps(task['diff'], default=str)[:2000]}",
+                    self.console.print(for_terminal(f"      {task['task']}: "
+                                                    f"{json.dumps(task['diff'], default=str)[:2000]}"),
                                        markup=False)
             if self._progress is not None:
                 self._progress.advance(self._task)
@@ -98,7 +122,7 @@ class ProgressObserver:
 def print_summary(console: Any, result: RunResult) -> None:
     from rich.table import Table
 
-    table = Table(title=f"run {result.run_id} — {result.runbook}", title_justify="left")
+    table = Table(title=_t(f"run {result.run_id} — {result.runbook}"), title_justify="left")
     table.add_column("host")
     for col in ("ok", "changed", "failed", "skipped", "time", "status"):
         table.add_column(col, justify="right")
@@ -106,12 +130,12 @@ def print_summary(console: Any, result: RunResult) -> None:
         rows = [r for r in result.steps if r.host == host and r.phase == "main"]
         count = {s: sum(1 for r in rows if r.status == s) for s in HostStatus}
         failed = count[HostStatus.FAILED] + count[HostStatus.UNREACHABLE] + count[HostStatus.TIMEOUT]
-        table.add_row(host, str(count[HostStatus.OK]), str(count[HostStatus.CHANGED]), str(failed),
+        table.add_row(_t(host), str(count[HostStatus.OK]), str(count[HostStatus.CHANGED]), str(failed),
                       str(count[HostStatus.SKIPPED]), f"{sum(r.duration for r in rows):.2f}s",
-                      f"[{_COLOR.get(str(status), 'white')}]{status}[/]")
+                      _t(status, _COLOR.get(str(status), "white")))
     console.print(table)
     color = _COLOR.get(str(result.status), "white")
-    err = f" — {result.error}" if result.error else ""
+    err = f" — {_m(result.error)}" if result.error else ""
     console.print(f"[bold {color}]{result.status}[/] in {result.duration:.2f}s{err}")
 
 
@@ -120,23 +144,25 @@ def run_json(record: dict[str, Any], results: list[dict[str, Any]]) -> str:
 
 
 def junit(record: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
-    suite = ET.Element("testsuite", name=f"opsflow.{record['runbook']}", timestamp=time.strftime(
+    """JUnit XML; every text and attribute from data passes :func:`for_xml`, so the file is always well-formed."""
+    x = for_xml
+    suite = ET.Element("testsuite", name=x(f"opsflow.{record['runbook']}"), timestamp=time.strftime(
         "%Y-%m-%dT%H:%M:%S", time.gmtime(record["started_at"])), time=f"{record.get('duration') or 0:.3f}")
     counts = {"tests": 0, "failures": 0, "skipped": 0}
     for r in results:
         counts["tests"] += 1
-        case = ET.SubElement(suite, "testcase", classname=f"{record['runbook']}.{r['step']}", name=r["host"],
+        case = ET.SubElement(suite, "testcase", classname=x(f"{record['runbook']}.{r['step']}"), name=x(r["host"]),
                              time=f"{r['duration'] or 0:.3f}")
         if r["status"] in ("failed", "unreachable", "timeout") and not r["data"].get("ignored"):
             counts["failures"] += 1
-            fail = ET.SubElement(case, "failure", message=f"{r['status']}: {r['error'] or ''}"[:500],
-                                 type=r["error_class"] or r["status"])
-            fail.text = "\n".join(x for x in (r["stdout"], r["stderr"]) if x)
+            fail = ET.SubElement(case, "failure", message=x(f"{r['status']}: {r['error'] or ''}"[:500]),
+                                 type=x(r["error_class"] or r["status"]))
+            fail.text = x("\n".join(v for v in (r["stdout"], r["stderr"]) if v))
         elif r["status"] == "skipped":
             counts["skipped"] += 1
-            ET.SubElement(case, "skipped", message=r["error"] or "skipped")
+            ET.SubElement(case, "skipped", message=x(r["error"] or "skipped"))
         if r["stdout"]:
-            ET.SubElement(case, "system-out").text = r["stdout"]
+            ET.SubElement(case, "system-out").text = x(r["stdout"])
     for k, v in counts.items():
         suite.set(k, str(v))
     suite.set("errors", "0")
@@ -150,28 +176,27 @@ def show_run(stream: TextIO, record: dict[str, Any], results: list[dict[str, Any
 
     console = console_for(stream)
     color = _COLOR.get(record["status"], "white")
-    console.print(f"[bold]run {record['id']}[/] {record['runbook']} [{color}]{record['status']}[/]  "
-                  f"trigger={record['trigger']} by={record['started_by']}  "
-                  f"duration={(record['duration'] or 0):.2f}s  hash={record['runbook_hash'][:12]}")
+    console.print(f"[bold]run {_m(record['id'])}[/] {_m(record['runbook'])} [{color}]{_m(record['status'])}[/]  "
+                  f"trigger={_m(record['trigger'])} by={_m(record['started_by'])}  "
+                  f"duration={(record['duration'] or 0):.2f}s  hash={_m(record['runbook_hash'][:12])}")
     if record.get("params"):
-        console.print(f"params: {json.dumps(record['params'], default=str)}")
+        console.print(for_terminal(f"params: {json.dumps(record['params'], default=str)}"), markup=False)
     if record.get("parent_run"):
-        console.print(f"parent run: {record['parent_run']}")
+        console.print(for_terminal(f"parent run: {record['parent_run']}"), markup=False)
     if record.get("error"):
-        console.print(f"[red]error:[/] {record['error']}")
+        console.print(f"[red]error:[/] {_m(record['error'])}")
     table = Table()
     for col in ("#", "step", "host", "status", "rc", "time", "detail"):
         table.add_column(col)
     for r in results:
         detail = r["error"] or (r["stdout"].strip().splitlines() or [""])[-1][:80]
-        c = _COLOR.get(r["status"], "white")
-        table.add_row(str(r["step_index"]), ("↳ " if r["phase"] != "main" else "") + r["step"], r["host"],
-                      f"[{c}]{r['status']}[/]", "" if r["rc"] is None else str(r["rc"]),
-                      f"{(r['duration'] or 0):.2f}s", detail)
+        table.add_row(str(r["step_index"]), _t(("↳ " if r["phase"] != "main" else "") + r["step"]), _t(r["host"]),
+                      _t(r["status"], _COLOR.get(r["status"], "white")), "" if r["rc"] is None else str(r["rc"]),
+                      f"{(r['duration'] or 0):.2f}s", _t(detail))
     console.print(table)
     if verbose:
         for r in results:
             for name in ("stdout", "stderr"):
                 if r[name]:
-                    console.print(f"[bold]── {r['step']} @ {r['host']} {name}[/]")
-                    console.print(r[name], markup=False)
+                    console.print(f"[bold]── {_m(r['step'])} @ {_m(r['host'])} {name}[/]")
+                    console.print(for_terminal(r[name]), markup=False)
