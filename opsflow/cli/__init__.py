@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
 from opsflow.errors import OpsflowError, RunbookError
+from opsflow.textsafe import for_terminal
 
 # command → (module, attribute, one-line help); modules are imported only when their command runs,
 # so `opsflow --help` and short commands start fast.
@@ -51,14 +53,22 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except RunbookError as exc:
             for d in exc.diagnostics:
-                click.echo(str(d), err=True)
+                click.echo(for_terminal(str(d)), err=True)
             ctx.exit(exc.exit_code)
         except OpsflowError as exc:
-            click.echo(f"opsflow: error: {exc}", err=True)
+            click.echo(f"opsflow: error: {for_terminal(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("opsflow: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug of opsflow: one clear line, the traceback only on request
+            if os.environ.get("OPSFLOW_DEBUG"):
+                raise
+            click.echo(f"opsflow: internal error: {type(exc).__name__}: {for_terminal(str(exc))[:500]} "
+                       "(a bug in opsflow: set OPSFLOW_DEBUG=1 for the traceback and report it)", err=True)
+            ctx.exit(70)
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
