@@ -44,7 +44,7 @@ class Cli:
         return subprocess.Popen([sys.executable, "-m", "opsflow", *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=self.env(), cwd=ROOT)
 
-    def run_json(self, *args: str, rc: int = 0) -> dict[str, Any]:
+    def run_json(self, *args: str, rc: int | None = 0) -> dict[str, Any]:
         proc = self.run("run", *args, "--json", check_rc=rc)
         data: dict[str, Any] = json.loads(proc.stdout)
         return data

@@ -320,12 +320,33 @@ def write_host(
     sbin = _dir_like(upper / "usr", Path("/usr"), "sbin")
     (sbin / "init").unlink(missing_ok=True)
     os.symlink("/run/ofl/init", sbin / "init")
+    if host.kind == "server":
+        write_demoapp(upper, host.name)
     if host.kind == "router":
         frr_dir = _dir_like(etc, Path("/etc"), "frr")
         frr = _ids("frr", "frr")
         put(frr_dir / "daemons", FRR_DAEMONS.format(**fmt), 0o640, frr)
         put(frr_dir / "frr.conf", FRR_CONF.format(**fmt), 0o640, frr)
         put(frr_dir / "vtysh.conf", VTYSH_CONF, 0o640, _ids("frr", "frrvty"))
+
+
+def write_demoapp(upper: Path, name: str) -> None:
+    """A small demo application on every server, so each example runbook has something to act on:
+    config in /etc/demoapp, data in /srv/demoapp, logs in /var/log/demoapp, scratch in /var/tmp/demoapp."""
+    files = {
+        "etc/demoapp/app.conf": f"# demoapp on {name}\nlisten = 0.0.0.0:8080\nworkers = 2\n",
+        "etc/demoapp/conf.d/logging.conf": "level = info\n",
+        "srv/demoapp/data/records.csv": "id,name\n" + "".join(f"{i},record-{i}\n" for i in range(1, 51)),
+        "srv/demoapp/data/state.json": '{"version": 1}\n',
+        "var/log/demoapp/current.log": "".join(f"2026-12-01T00:{i:02d}:00Z info request {i} ok\n"
+                                               for i in range(60)),
+        "var/tmp/demoapp/cache.tmp": "x" * 4096,
+    }
+    for rel, text in files.items():
+        top, *middle, _ = Path(rel).parts
+        # each directory level takes the owner and mode of the machine's own directory, where it has one
+        _dir_like(upper / top, Path("/" + top), str(Path(*middle)))
+        write_file(upper / rel, text, 0o644, None, atomic=False)
 
 
 # -- for clients ---------------------------------------------------------------------
