@@ -6,13 +6,16 @@ own, posts to it or lets Alertmanager / logger do so, and checks the hosts and t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import http.client
 import json
+import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -24,7 +27,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, Cli, write_runbook
+from opsflow.errors import StoreError
+from opsflow.events.models import Event
+from opsflow.store.sql import SqlStore
+from tests.helpers import ROOT, Cli, pg_store_url, write_runbook
 
 pytestmark = pytest.mark.lab
 
@@ -516,3 +522,205 @@ def test_sigterm_during_a_run_then_restart_loses_nothing(cli: Cli, tmp_path: Pat
     assert (last["outcome"], last["run_status"]) == ("finished", "abandoned")
     assert len(cli.query("SELECT id FROM events")) == 3
     assert d3.stop() == 0
+
+
+# ---- intake hygiene (no lab: a `local` runbook on a local inventory) ---------------------------------------
+def local_setup(tmp_path: Path, hosts: int = 4, script: str = "true") -> tuple[Cli, Path]:
+    """A Cli with its own home and an inventory of h1..hN, and a runbook dir whose trigger (~Quick.*,
+    host: labels.instance) starts a `local` step: runs happen without any lab host."""
+    inventory = tmp_path / "inventory.yml"
+    names = "\n".join(f"        h{i}: {{ansible_host: 192.0.2.{i}}}" for i in range(1, hosts + 1))
+    inventory.write_text(f"all:\n  children:\n    servers:\n      vars: {{platform: linux}}\n      hosts:\n{names}\n")
+    write_runbook(tmp_path / "rb-local", "quick", f"""\
+        name: quick
+        targets: servers
+        lock: true
+        params:
+          text: {{type: str, default: none}}
+        triggers:
+          events:
+            - name: quick
+              match:
+                name: ~Quick.*
+              host: labels.instance
+              params:
+                text: annotations.summary
+              cooldown: 0
+        steps:
+          - name: remediate
+            local: [sh, -c, '{script}']
+    """)
+    return Cli(tmp_path / "home", inventory), tmp_path / "rb-local"
+
+
+def raw_http(port: int, data: bytes, timeout: float = 10) -> bytes:
+    """Send raw bytes, half-close, and read until the server closes (or the timeout)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            chunks.append(b"<timeout>")
+    return b"".join(chunks)
+
+
+def statuses(reply: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] (\d{3}) ", reply)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_request_with_text_that_cannot_be_stored_is_refused_whole(tmp_path: Path, backend: str,
+                                                                    daemons: list[Daemon]) -> None:
+    cli, rb = local_setup(tmp_path)
+    with contextlib.ExitStack() as stack:
+        db = () if backend == "sqlite" else ("--db", stack.enter_context(pg_store_url()))
+        d = Daemon(cli, rb, *db)
+        daemons.append(d)
+        good = [am_alert("QuickA", instance="h1"), am_alert("QuickB", instance="h2")]
+        for bad in ('"\\ud800"', '"a\\udfffb"', '"nul \\u0000 here"'):  # valid JSON; not storable text
+            broken = json.dumps({**am_alert("QuickC", instance="h3"), "annotations": {"summary": "S"}})
+            body = json.dumps(am_payload(good))[:-2] + ", " + broken.replace('"S"', bad) + "]}"
+            status, reply, _ = d.request("POST", "/hooks/alertmanager", body.encode())
+            assert status == 400 and "alerts[2].annotations.summary" in reply["error"], (bad, status, reply)
+            events = [{"name": "QuickE", "labels": {"instance": "h4"}}, {"name": "QuickF", "message": "S"}]
+            status, reply, _ = d.request("POST", "/hooks/event", json.dumps(events).replace('"S"', bad).encode())
+            assert status == 400 and "body[1].message" in reply["error"], (bad, status, reply)
+        status, reply, _ = d.request("POST", "/hooks/event", b'{"name": "QuickK", "labels": {"\\ud800": "x"}}')
+        assert status == 400 and "key" in reply["error"]
+        status, reply, _ = d.request("POST", "/hooks/event", b'{"name": "Quick\\ud83d\\ude00", "host": "h1"}')
+        assert status == 200, reply  # a surrogate pair is one valid character
+        store = SqlStore.connect(db[1] if db else str(cli.db))
+        try:
+            names = [e["name"] for e in store.events()]
+            assert names == ["Quick\U0001f600"], names  # nothing of a refused request was recorded
+        finally:
+            store.close()
+        assert d.stop() == 0
+    assert "Traceback" not in d.log.read_text()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_write_all_records_every_statement_or_none(tmp_path: Path, backend: str) -> None:
+    with contextlib.ExitStack() as stack:
+        url = str(tmp_path / "s.db") if backend == "sqlite" else stack.enter_context(pg_store_url())
+        store = SqlStore.connect(url)
+        events = [Event(source="webhook", name=f"e{i}", id=f"ev-{i}", received_at=1.0) for i in range(3)]
+        ok = [store.event_row(e, []) for e in events[:2]]
+        with pytest.raises(StoreError, match="nothing of it recorded"):
+            store.write_all([*ok, store.event_row(events[0], [])])  # the third repeats the first's id
+        assert store.events() == []
+        store.write_all([*ok, store.action_row({"id": "ev-1.0", "event_id": "ev-1", "rule": "r",
+                                                "outcome": "queued"})])
+        assert sorted(e["id"] for e in store.events()) == ["ev-0", "ev-1"]
+        store.add_event(events[2], [])  # the connection is usable after a failed transaction
+        assert len(store.events()) == 3
+        store.close()
+
+
+class _FailingStore(SqlStore):
+    fail = 0
+
+    def write_all(self, statements: list[Any]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise StoreError("store: disk I/O error (test)")
+        super().write_all(statements)
+
+
+def test_a_request_the_store_refuses_leaves_no_trace_and_its_retry_is_decided_afresh(tmp_path: Path) -> None:
+    from opsflow.events.daemon import Daemon as Core
+    from opsflow.events.daemon import Settings
+
+    cli, rb = local_setup(tmp_path)
+    store = _FailingStore.connect(str(tmp_path / "s.db"))
+    assert isinstance(store, _FailingStore)
+    core = Core(Settings(inventory=str(cli.inventory), runbooks=str(rb), workers=1), store)
+    core.load()
+
+    def request() -> list[Event]:  # two alerts for one host, and one for another
+        return [Event(source="alertmanager", name=n, host=h, labels={"instance": h}, fingerprint=n + h)
+                for n, h in (("QuickA", "h1"), ("QuickB", "h1"), ("QuickC", "h2"))]
+
+    store.fail = 1
+    with pytest.raises(StoreError):
+        core.submit(request())
+    assert store.events() == [] and core.health()[1]["queued"] == 0
+    assert core.metrics.value("opsflow_events_received_total", {"source": "alertmanager"}) == 0
+    receipts = core.submit(request())  # the sender's retry: neither a duplicate nor held by a phantom run
+    outcomes = [(r["actions"][0]["outcome"], r["actions"][0].get("reason")) for r in receipts]
+    assert outcomes == [("queued", None), ("suppressed", "locked"), ("queued", None)], outcomes
+    assert len(store.events()) == 3 and core.health()[1]["queued"] == 2
+    store.fail = 1  # a resolution that cannot be recorded cancels nothing
+    with pytest.raises(StoreError):
+        core.submit([Event(source="alertmanager", name="QuickA", status="resolved", host="h1",
+                           labels={"instance": "h1"}, fingerprint="QuickAh1")])
+    assert core.health()[1]["queued"] == 2 and len(store.events()) == 3
+    store.close()
+
+
+def test_content_length_must_be_one_plain_number(tmp_path: Path, daemons: list[Daemon]) -> None:
+    cli, rb = local_setup(tmp_path)
+    d = Daemon(cli, rb)
+    daemons.append(d)
+    body = json.dumps({"name": "QuickS", "labels": {"instance": "h1"}}).encode()
+    head = b"POST /hooks/event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer " + \
+        TOKEN.encode() + b"\r\n"
+    smuggled = head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+    cases = {
+        "+5": (400, b"Content-Length: +%d\r\n" % len(body)),
+        "-1": (400, b"Content-Length: -1\r\n"),
+        "hex": (400, b"Content-Length: 0x10\r\n"),
+        "list": (400, b"Content-Length: %d, %d\r\n" % (len(body), len(body))),
+        "repeated": (400, b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body))),
+        "conflicting": (400, b"Content-Length: %d\r\nContent-Length: %d\r\n" % (len(body), len(body) + len(smuggled))),
+        "te+cl": (400, b"Transfer-Encoding: chunked\r\nContent-Length: %d\r\n" % len(body)),
+        "chunked": (411, b"Transfer-Encoding: chunked\r\n"),
+        "gzip": (400, b"Transfer-Encoding: gzip, chunked\r\n"),
+        "huge": (400, b"Content-Length: " + b"9" * 30 + b"\r\n"),
+        "none": (411, b""),
+    }
+    for name, (code, headers) in cases.items():
+        reply = raw_http(d.port, head + headers + b"\r\n" + body + smuggled)
+        assert statuses(reply) == [code], (name, reply[:300])  # refused, and the connection closed
+        assert b"Connection: close" in reply and b'"error"' in reply, (name, reply[:300])
+    assert not cli.query("SELECT id FROM events")  # neither the body nor the request hidden in it
+    # a GET with a body: answered, and the connection closed (the body is never read as a request)
+    reply = raw_http(d.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(smuggled)
+                     + smuggled)
+    assert statuses(reply) == [200], reply[:300]
+    reply = raw_http(d.port, head + b"Content-Length: %d\r\n\r\n" % len(body) + body + smuggled)
+    assert statuses(reply) == [200, 200]  # a well-framed pipelined pair is two requests
+    assert len(cli.query("SELECT id FROM events")) == 2
+    assert d.stop() == 0
+    assert "Traceback" not in d.log.read_text()
+
+
+def test_clients_that_go_away_cost_one_log_line_each(tmp_path: Path, daemons: list[Daemon]) -> None:
+    cli, rb = local_setup(tmp_path)
+    d = Daemon(cli, rb)
+    daemons.append(d)
+    body = json.dumps([{"name": "QuickD", "message": "x" * 2000}] * 50).encode()
+    head = (b"POST /hooks/event HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer "
+            + TOKEN.encode() + b"\r\nContent-Length: %d\r\n\r\n")
+    rounds = 20
+    for _ in range(rounds):
+        with socket.create_connection(("127.0.0.1", d.port)) as s:  # half a body, then gone
+            s.sendall(head % len(body) + body[: len(body) // 2])
+        with socket.create_connection(("127.0.0.1", d.port)) as s:  # half a body, then reset
+            s.sendall(head % len(body) + body[: len(body) // 2])
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with socket.create_connection(("127.0.0.1", d.port)) as s:  # the whole request, reset before the reply
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(head % len(body) + body)
+    wait_for(lambda: d.log.read_text().count("client went away") >= 2 * rounds, 30, "the disconnects to be logged")
+    assert d.request("GET", "/healthz", token=None)[0] == 200  # still serving
+    assert d.stop() == 0
+    log = d.log.read_text()
+    assert "Traceback" not in log and "Exception occurred" not in log, log[-3000:]
+    gone = [ln for ln in log.splitlines() if "client went away" in ln]
+    assert 2 * rounds <= len(gone) <= 3 * rounds, len(gone)  # one line per disconnect, at most
+    recorded = len(cli.query("SELECT id FROM events"))
+    assert recorded % 50 == 0 and recorded <= 50 * rounds  # only whole requests, each whole

@@ -1,7 +1,7 @@
 """The daemon's core: record each event, decide (rules → guard), queue, run through the one funnel, drain.
 
-``submit`` records an event and every matched rule's decision before it returns, so an event
-acknowledged to its sender is on record. Runs go through ``build_plan`` and ``Executor`` like
+``submit`` records a request's events and every matched rule's decision before it returns, in one
+transaction (all or nothing), so an event acknowledged to its sender is on record exactly once. Runs go through ``build_plan`` and ``Executor`` like
 ``opsflow run``, in a bounded pool fed by a bounded queue.
 """
 
@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from opsflow.plan import Plan, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
 from opsflow.results import RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
+from opsflow.store.events import Statement
 from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.daemon")
@@ -60,6 +61,17 @@ class Item:
     @property
     def host(self) -> str:
         return self.match.host or ""
+
+
+@dataclass
+class _Pending:
+    """What deciding on one request's events will record and count, once the store has taken it all."""
+
+    writes: list[Statement] = field(default_factory=list)
+    counts: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def count(self, name: str, labels: dict[str, str]) -> None:
+        self.counts.append((name, labels))
 
 
 def new_event_id() -> str:
@@ -159,52 +171,71 @@ class Daemon:
 
     # ---- intake ----------------------------------------------------------------------
     def submit(self, events: list[Event]) -> list[dict[str, Any]]:
-        """Record each event and decide for each rule it matches; return a receipt per event."""
-        receipts: list[dict[str, Any]] = []
+        """Decide for each event and each rule it matches, record it all; return a receipt per event.
+
+        A request's events and decisions are recorded in one transaction: when the store refuses
+        (StoreError), nothing of the request is recorded, queued, remembered or counted."""
         for event in events:
             event.id = event.id or new_event_id()
             event.received_at = event.received_at or time.time()
-            self.metrics.inc("opsflow_events_received_total", {"source": event.source})
-            with self._lock:
-                matches = [m for m in (evaluate(r, event, self.hosts) for r in self.rules) if m is not None]
-                self.store.add_event(event, [m.rule.name for m in matches], self.s.check)
-                if not matches:
-                    self.metrics.inc("opsflow_events_suppressed_total", {"reason": "no_rule"})
-                    receipts.append({"id": event.id, "outcome": "no_rule"})
-                    continue
-                actions = [self._decide(event, m, f"{event.id}.{i}") for i, m in enumerate(matches)]
-            receipts.append({"id": event.id, "actions": actions})
+        pending = _Pending()
+        with self._lock:
+            queued_before = list(self._queue)
+            self.guard.begin()
+            try:
+                receipts = [self._consider(event, pending) for event in events]
+                self.store.write_all(pending.writes)
+            except BaseException:
+                self.guard.rollback()
+                self._queue.clear()
+                self._queue.extend(queued_before)
+                raise
+            self.guard.commit()
+            self._lock.notify_all()
+        for name, labels in pending.counts:
+            self.metrics.inc(name, labels)
         return receipts
 
-    def _decide(self, event: Event, m: Match, action: str) -> dict[str, Any]:
+    def _consider(self, event: Event, pending: _Pending) -> dict[str, Any]:
+        pending.count("opsflow_events_received_total", {"source": event.source})
+        matches = [m for m in (evaluate(r, event, self.hosts) for r in self.rules) if m is not None]
+        pending.writes.append(self.store.event_row(event, [m.rule.name for m in matches], self.s.check))
+        if not matches:
+            pending.count("opsflow_events_suppressed_total", {"reason": "no_rule"})
+            return {"id": event.id, "outcome": "no_rule"}
+        return {"id": event.id, "actions": [self._decide(event, m, f"{event.id}.{i}", pending)
+                                            for i, m in enumerate(matches)]}
+
+    def _decide(self, event: Event, m: Match, action: str, pending: _Pending) -> dict[str, Any]:
         rule, now = m.rule, time.time()
-        self.metrics.inc("opsflow_events_matched_total", {"rule": rule.name})
+        pending.count("opsflow_events_matched_total", {"rule": rule.name})
         record = {"id": action, "event_id": event.id, "rule": rule.name, "host": m.host, "dedup_key": m.key,
                   "occurrence": occurrence(event), "received_at": event.received_at, "daemon": self.identity}
-        reason, detail = self._suppression(event, m, now)
+        reason, detail = self._suppression(event, m, now, pending)
         if reason is None and len(self._queue) >= self.s.queue_size:
             reason, detail = "queue_full", f"{len(self._queue)} remediations already wait for a worker"
         if reason is None or reason == "resolved":
             self.guard.remember(rule.name, m.key, occurrence(event), rule.trigger.dedup.window, now)
         if reason is not None:
-            self.metrics.inc("opsflow_events_suppressed_total", {"reason": reason})
-            self.store.add_action({**record, "outcome": "suppressed", "reason": reason, "detail": detail})
+            pending.count("opsflow_events_suppressed_total", {"reason": reason})
+            pending.writes.append(self.store.action_row({**record, "outcome": "suppressed", "reason": reason,
+                                                         "detail": detail}))
             log.debug("event %s rule %s: suppressed (%s) %s", event.id, rule.name, reason, detail)
             return {"rule": rule.name, "host": m.host, "outcome": "suppressed", "reason": reason, "detail": detail}
         assert m.host is not None
         self.guard.admit(rule.name, m.host, action, now)
-        self.store.add_action({**record, "outcome": "queued", "queued_at": now})
+        pending.writes.append(self.store.action_row({**record, "outcome": "queued", "queued_at": now}))
         self._queue.append(Item(action=action, event=event, match=m, queued_at=now))
-        self._lock.notify()
         return {"rule": rule.name, "host": m.host, "outcome": "queued", "action": action}
 
-    def _suppression(self, event: Event, m: Match, now: float) -> tuple[str | None, str]:
+    def _suppression(self, event: Event, m: Match, now: float, pending: _Pending) -> tuple[str | None, str]:
         rule, t = m.rule, m.rule.trigger
         if self.guard.duplicate(rule.name, m.key, occurrence(event), now):
             return "duplicate", f"same {event.status} event already received (key {m.key})"
         if not m.starts:
             canceled = self._cancel_queued(lambda i: i.match.rule.name == rule.name and i.host == m.host
-                                           and i.match.key == m.key, "resolved", f"resolved by event {event.id}")
+                                           and i.match.key == m.key, "resolved", f"resolved by event {event.id}",
+                                           pending)
             return "resolved", (f"canceled the queued run of {', '.join(canceled)}" if canceled
                                 else "nothing queued to cancel")
         if self._stopping:
@@ -232,14 +263,19 @@ class Daemon:
             return "invalid", str(exc)
         return None, ""
 
-    def _cancel_queued(self, which: Any, reason: str, detail: str) -> list[str]:
-        """Take matching items off the queue (under the lock) and record them canceled."""
+    def _cancel_queued(self, which: Any, reason: str, detail: str, pending: _Pending | None = None) -> list[str]:
+        """Take matching items off the queue (under the lock) and record them canceled (with ``pending``'s)."""
         gone = [i for i in self._queue if which(i)]
         for item in gone:
             self._queue.remove(item)
             self.guard.release(item.host, item.action, started=False, rule=item.match.rule.name, at=item.queued_at)
-            self.store.update_action(item.action, outcome="canceled", reason=reason, detail=detail)
-            self.metrics.inc("opsflow_runs_canceled_total", {"reason": reason})
+            update = self.store.action_update(item.action, outcome="canceled", reason=reason, detail=detail)
+            if pending is None:
+                self.store.write_all([update])
+                self.metrics.inc("opsflow_runs_canceled_total", {"reason": reason})
+            else:
+                pending.writes.append(update)
+                pending.count("opsflow_runs_canceled_total", {"reason": reason})
         return [i.action for i in gone]
 
     # ---- workers ---------------------------------------------------------------------

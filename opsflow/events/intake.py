@@ -1,6 +1,11 @@
 """Payloads → Events (pure): Alertmanager webhook v4, generic JSON, CloudEvents (structured), syslog.
 
-A payload of the wrong shape raises ``PayloadError`` with the reason; nothing of it is used.
+A payload of the wrong shape raises ``PayloadError`` with the reason; nothing of it is used. A request
+is checked whole before any event of it is returned: besides its shape, no text in it may hold what a
+store cannot keep — a lone UTF-16 surrogate (``"\\ud800"`` is valid JSON, not valid Unicode) or a NUL
+(PostgreSQL text cannot hold one) — and it nests at most ``MAX_DEPTH`` levels. Such a request is
+refused (400), with where; the same on SQLite and PostgreSQL. Syslog, which cannot be refused, has a
+NUL replaced by U+FFFD, as undecodable bytes are.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from opsflow.errors import UsageError
 from opsflow.events.models import Event
 
 MAX_EVENTS = 5000  # events per request
+MAX_DEPTH = 32  # nesting of arrays and objects in a request body
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
 
@@ -46,15 +53,62 @@ def _str(value: Any, where: str, default: str = "") -> str:
     return value
 
 
-def load_json(body: bytes) -> Any:
+def _show(value: Any, limit: int = 60) -> str:
+    """A sender's value in an error message: repr, cut short."""
     try:
-        return json.loads(body.decode("utf-8"))
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    text = "body" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return text if len(text) <= 120 else text[:120] + "…"
+
+
+def check_text(doc: Any) -> None:
+    """Refuse text a store cannot keep (lone surrogates, NUL) anywhere in a document, and deep nesting."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(doc, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            bad = _UNSTORABLE.search(value)
+            if bad:
+                char = bad.group()
+                what = "a NUL character" if char == "\x00" else f"a lone surrogate \\u{ord(char):04x} (not Unicode)"
+                raise PayloadError(f"{_where(path)}: text with {what} at character {bad.start()}, which "
+                                   "cannot be stored; send valid Unicode text")
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= MAX_DEPTH:
+            raise PayloadError(f"{_where(path)}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+            continue
+        for k, v in value.items():
+            bad = _UNSTORABLE.search(k)
+            if bad:
+                raise PayloadError(f"{_where(path)}: a key with a lone surrogate or NUL ({_show(k)}), which "
+                                   "cannot be stored; send valid Unicode text")
+            stack.append((v, (*path, k)))
+
+
+def load_json(body: bytes) -> Any:
+    """The JSON document of a body, checked by ``check_text``."""
+    try:
+        doc = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise PayloadError(f"body is not UTF-8: {exc.reason} at byte {exc.start}") from None
     except json.JSONDecodeError as exc:
         raise PayloadError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise PayloadError("body is not JSON: nested too deeply") from None
+        raise PayloadError(f"body is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # a number of more than 4300 digits
+        raise PayloadError(f"body is not usable JSON: {str(exc).split(';')[0]}") from None
+    check_text(doc)
+    return doc
 
 
 # ---- Alertmanager --------------------------------------------------------------------
@@ -64,7 +118,7 @@ def alertmanager(body: bytes) -> list[Event]:
     if not isinstance(doc, dict):
         raise PayloadError(f"expected an Alertmanager webhook object, got {type(doc).__name__}")
     if str(doc.get("version")) != "4":
-        raise PayloadError(f"unsupported Alertmanager webhook version {doc.get('version')!r} (expected \"4\")")
+        raise PayloadError(f"unsupported Alertmanager webhook version {_show(doc.get('version'))} (expected \"4\")")
     alerts = doc.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("alerts: expected a list")
@@ -78,7 +132,7 @@ def alertmanager(body: bytes) -> list[Event]:
             raise PayloadError(f"{where}: expected an object, got {type(alert).__name__}")
         status = _str(alert.get("status"), f"{where}.status")
         if status not in ("firing", "resolved"):
-            raise PayloadError(f"{where}.status: expected firing or resolved, got {status!r}")
+            raise PayloadError(f"{where}.status: expected firing or resolved, got {_show(status)}")
         labels = {**common, **_str_map(alert.get("labels"), f"{where}.labels")}
         if not labels.get("alertname"):
             raise PayloadError(f"{where}.labels.alertname: missing")
@@ -108,13 +162,14 @@ _CE_CONTEXT = {"id", "source", "specversion", "type", "subject", "time", "dataco
 def _generic(doc: dict[str, Any], where: str) -> Event:
     unknown = sorted(set(doc) - _GENERIC_KEYS)
     if unknown:
-        raise PayloadError(f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(_GENERIC_KEYS))})")
+        raise PayloadError(f"{where}: unknown key(s) {_show(', '.join(unknown), 200)} "
+                           f"(allowed: {', '.join(sorted(_GENERIC_KEYS))})")
     name = _str(doc.get("name"), f"{where}.name")
     if not name:
         raise PayloadError(f"{where}.name: missing")
     status = _str(doc.get("status"), f"{where}.status", "firing")
     if status not in ("firing", "resolved"):
-        raise PayloadError(f"{where}.status: expected firing or resolved, got {status!r}")
+        raise PayloadError(f"{where}.status: expected firing or resolved, got {_show(status)}")
     data = doc.get("data") or {}
     if not isinstance(data, dict):
         raise PayloadError(f"{where}.data: expected an object, got {type(data).__name__}")
@@ -134,7 +189,7 @@ def _cloudevent(doc: dict[str, Any], where: str) -> Event:
     if missing:
         raise PayloadError(f"{where}: CloudEvent without {', '.join(missing)} (required: {', '.join(_CE_REQUIRED)})")
     if doc["specversion"] != "1.0":
-        raise PayloadError(f"{where}.specversion: {doc['specversion']!r} is not supported (expected \"1.0\")")
+        raise PayloadError(f"{where}.specversion: {_show(doc['specversion'])} is not supported (expected \"1.0\")")
     if "data_base64" in doc:
         raise PayloadError(f"{where}: binary data (data_base64) is not supported; send JSON data")
     raw = doc.get("data")
@@ -143,7 +198,7 @@ def _cloudevent(doc: dict[str, Any], where: str) -> Event:
     labels = {**extensions, **_str_map(data.get("labels"), f"{where}.data.labels")}
     status = data.get("status", "firing")
     if status not in ("firing", "resolved"):
-        raise PayloadError(f"{where}.data.status: expected firing or resolved, got {status!r}")
+        raise PayloadError(f"{where}.data.status: expected firing or resolved, got {_show(status)}")
     return Event(source="cloudevents", name=doc["type"], status=status,
                  host=_str(doc.get("subject"), f"{where}.subject") or _str(data.get("host"), f"{where}.data.host"),
                  severity=_str(data.get("severity"), f"{where}.data.severity"),
@@ -198,7 +253,7 @@ def _structured_data(rest: str) -> tuple[dict[str, dict[str, str]], str]:
 
 def syslog(packet: bytes, peer: str = "") -> Event:
     """One syslog datagram (RFC 5424, or RFC 3164 / BSD); anything unparsable keeps its text as the message."""
-    text = packet.decode("utf-8", "replace").rstrip("\r\n\x00")
+    text = packet.decode("utf-8", "replace").rstrip("\r\n\x00").replace("\x00", "\ufffd")
     pri, facility, severity = 13, 1, "notice"
     m = _PRI.match(text)
     if m and int(m[1]) <= 191:

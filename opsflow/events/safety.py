@@ -4,11 +4,17 @@ The daemon asks it, under one lock, whether a matched event may start a run, and
 started and ended. Its state is restored from the store's recent actions when the daemon starts,
 so a restart neither forgets a cooldown nor re-runs a remediation for an alert already handled.
 The circuit breaker lives in the store (``opsflow breaker reset`` is another process).
+
+The decisions on one request's events are taken together and recorded in one transaction: between
+``begin`` and ``commit`` every change is journaled, and ``rollback`` (the store refused the request)
+undoes them, so an event that was not recorded is neither remembered nor holds a host or budget.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +29,41 @@ class Guard:
     _cooldown: dict[tuple[str, str], float] = field(default_factory=dict)  # (rule, host) → start of the cooldown
     _busy: dict[str, str] = field(default_factory=dict)  # host → action id queued or running for it
     _starts: deque[tuple[float, str]] = field(default_factory=deque)  # budget: (time, action id)
+    _undo: list[Callable[[], object]] | None = field(default=None, repr=False)  # between begin and commit
+
+    # ---- journal -----------------------------------------------------------------------
+    def begin(self) -> None:
+        """Journal the changes from now on, until ``commit`` or ``rollback``."""
+        self._undo = []
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Undo every change since ``begin``, newest first."""
+        undo, self._undo = self._undo or [], None
+        for step in reversed(undo):
+            step()
+
+    def _keep(self, name: str, key: Any) -> None:
+        """Journal the current value (or absence) of ``self.<name>[key]``."""
+        if self._undo is None:
+            return
+        table: dict[Any, Any] = getattr(self, name)
+        if key in table:
+            old = table[key]
+            self._undo.append(lambda: getattr(self, name).__setitem__(key, old))
+        else:
+            self._undo.append(lambda: getattr(self, name).pop(key, None))
+
+    def _put_back(self, start: tuple[float, str]) -> None:
+        self._starts.appendleft(start)
+
+    def _keep_whole(self, name: str) -> None:
+        """Journal the object ``self.<name>`` itself (before it is replaced)."""
+        if self._undo is not None:
+            old = getattr(self, name)
+            self._undo.append(lambda: setattr(self, name, old))
 
     # ---- questions -------------------------------------------------------------------
     def duplicate(self, rule: str, key: str, occurrence: str, now: float) -> bool:
@@ -35,6 +76,7 @@ class Guard:
 
         Events suppressed for a passing reason (cooldown, locked, budget, …) are not remembered:
         the same alert sent again later is weighed again."""
+        self._keep("_seen", (rule, key))
         self._seen[(rule, key)] = (occurrence, now, window)
         if len(self._seen) > DEDUP_LIMIT:
             self._prune(now)
@@ -50,26 +92,36 @@ class Guard:
 
     def budget_left(self, now: float) -> int:
         while self._starts and self._starts[0][0] <= now - self.budget_window:
-            self._starts.popleft()
+            gone = self._starts.popleft()
+            if self._undo is not None:
+                self._undo.append(functools.partial(self._put_back, gone))
         return self.budget_runs - len(self._starts)
 
     # ---- what happened ---------------------------------------------------------------
     def admit(self, rule: str, host: str, action: str, now: float) -> None:
         """A run is queued for (rule, host): cooldown starts, host is busy, budget is spent."""
+        self._keep("_cooldown", (rule, host))
+        self._keep("_busy", host)
         self._cooldown[(rule, host)] = now
         self._busy[host] = action
         self._starts.append((now, action))
+        if self._undo is not None:
+            self._undo.append(lambda: self._starts.pop())
 
     def release(self, host: str, action: str, *, started: bool, rule: str = "", at: float = 0.0) -> None:
         """The action ended. One that never started gives back its budget and cooldown."""
         if self._busy.get(host) == action:
+            self._keep("_busy", host)
             del self._busy[host]
         if not started:
+            self._keep_whole("_starts")
             self._starts = deque(s for s in self._starts if s[1] != action)
             if rule and self._cooldown.get((rule, host)) == at:
+                self._keep("_cooldown", (rule, host))
                 del self._cooldown[(rule, host)]
 
     def _prune(self, now: float) -> None:
+        self._keep_whole("_seen")
         self._seen = {k: v for k, v in self._seen.items() if now - v[1] < v[2]}
         if len(self._seen) > DEDUP_LIMIT:  # still too many live keys: forget the oldest half
             keep = sorted(self._seen.items(), key=lambda kv: kv[1][1])[len(self._seen) // 2:]

@@ -5,16 +5,23 @@ in ``X-Opsflow-Signature: sha256=<hex>`` (``X-Hub-Signature-256`` is accepted to
 constant time. A body over the limit, of the wrong type or shape is refused with the reason,
 and nothing of it is recorded or queued. No CORS headers are ever sent: browsers cannot post here.
 ``/healthz`` and ``/metrics`` are open (they carry counts and rule names, never event data).
+
+A body is framed by exactly one ``Content-Length`` of digits: a signed, non-numeric, repeated or
+conflicting one, or any ``Transfer-Encoding`` (chunked is not supported), is refused and the
+connection closed — one request is never read as two. A client that goes away (a reset, a broken
+pipe, a body cut short) costs one log line, without a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import os
+import re
 import socket
 import threading
 from dataclasses import dataclass
@@ -29,6 +36,8 @@ from opsflow.events.daemon import Daemon
 log = logging.getLogger("opsflow.daemon")
 JSON_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_LENGTH = re.compile(r"[0-9]{1,18}")
+GONE = (ConnectionError, TimeoutError)  # the client reset, closed or stalled: one log line, no traceback
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
@@ -120,6 +129,10 @@ class _Server(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An error the handler did not expect: logged (not printed to stderr), with its traceback."""
+        log.exception("HTTP request from %s failed", client_address[0] if client_address else "?")
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -131,6 +144,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except GONE as exc:
+            self.close_connection = True
+            log.info("%s: client went away (%s) during %s", self.address_string(), type(exc).__name__,
+                     getattr(self, "command", None) or "the request line")
 
     def _reply(self, code: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None) -> None:
         data = (body if isinstance(body, str) else json.dumps(body, default=str)).encode()
@@ -155,6 +176,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         app = self.server.app
         path = self.path.split("?", 1)[0]
+        if self.headers.get("Transfer-Encoding") or self.headers.get("Content-Length", "0").strip() != "0":
+            self.close_connection = True  # a body is never read here: it must not be taken for a request
         if path == "/healthz":
             ok, info = app.daemon.health()
             self._reply(200 if ok else 503, info)
@@ -164,6 +187,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(405, "method_not_allowed", "use POST", {"Allow": "POST"})
         else:
             self._refuse(404, "not_found", f"no such path {path}; POST /hooks/alertmanager or /hooks/event")
+
+    def _length(self) -> int | None:
+        """The body's length from its one Content-Length; None when refused (and the connection closed)."""
+        lengths = self.headers.get_all("Content-Length") or []
+        codings = self.headers.get_all("Transfer-Encoding") or []
+        if codings or len(lengths) != 1:
+            self.close_connection = True
+        if codings and lengths:
+            self._refuse(400, "malformed", "both Transfer-Encoding and Content-Length: refused")
+        elif codings:
+            coding = ", ".join(codings).strip().lower()
+            if coding == "chunked":
+                self._refuse(411, "length_required", "chunked bodies are not supported: send a Content-Length")
+            else:
+                self._refuse(400, "malformed", f"Transfer-Encoding {coding[:40]!r} is not supported")
+        elif not lengths:
+            self._refuse(411, "length_required", "a Content-Length header is required")
+        elif len(lengths) > 1:
+            self._refuse(400, "malformed", f"{len(lengths)} Content-Length headers: send one")
+        elif not _LENGTH.fullmatch(lengths[0].strip(" \t")):
+            self.close_connection = True
+            self._refuse(400, "malformed", f"bad Content-Length {lengths[0][:40]!r}: expected digits only")
+        else:
+            return int(lengths[0].strip(" \t"))
+        return None
 
     def _method_not_allowed(self) -> None:
         self.close_connection = True
@@ -180,28 +228,20 @@ class _Handler(BaseHTTPRequestHandler):
         if app.draining:
             self.close_connection = True
             return self._refuse(503, "draining", "the daemon is shutting down", {"Retry-After": "5"})
-        length_text = self.headers.get("Content-Length")
-        if self.headers.get("Transfer-Encoding") or length_text is None:
-            self.close_connection = True
-            return self._refuse(411, "length_required", "a Content-Length header is required")
-        try:
-            length = int(length_text)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            return self._refuse(400, "malformed", f"bad Content-Length {length_text!r}")
+        length = self._length()
+        if length is None:
+            return None
         if length > app.max_body:
             self.close_connection = True
             return self._refuse(413, "too_large", f"body of {length} bytes is over the limit of {app.max_body}")
-        try:
-            body = self.rfile.read(length)
-        except OSError:
-            self.close_connection = True
-            return None
+        body = self.rfile.read(length)  # a reset or a stall (timeout) is one line, in handle()
         if len(body) != length:
             self.close_connection = True
-            return self._refuse(400, "malformed", f"body ended after {len(body)} of {length} bytes")
+            log.info("%s: client went away after %d of %d bytes of its body", self.address_string(), len(body),
+                     length)
+            with contextlib.suppress(*GONE):
+                self._refuse(400, "malformed", f"body ended after {len(body)} of {length} bytes")
+            return None
         if not app.auth.check(self.headers, body):
             return self._refuse(401, "unauthorized", "missing or wrong bearer token or signature",
                                 {"WWW-Authenticate": 'Bearer realm="opsflow"'})

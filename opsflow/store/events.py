@@ -3,17 +3,25 @@
 An event row is what was received; an action row is one matched rule's decision: ``queued`` →
 ``started`` (a run) → ``finished``, or ``suppressed`` / ``canceled`` with a reason. Receipt, queueing,
 run start and run end are timestamped, so the event → run latencies are on record.
+
+The daemon records a request's events and decisions with ``write_all``: in one transaction, all of
+them or none (a sender whose request failed retries it, and nothing of it is then recorded twice).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from opsflow.errors import StoreError
+
 if TYPE_CHECKING:
     from opsflow.events.models import Event
+
+Statement = tuple[str, tuple[Any, ...]]
 
 EVENTS_DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -54,25 +62,66 @@ def _payload(event: Event) -> str:
 
 class EventStoreMixin:
     if TYPE_CHECKING:
+        url: str
+        _conn: Any
+        _dialect: str
+        _lock: threading.Lock
+
         def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
+        def _sql(self, sql: str) -> str: ...
         def release_locks(self, run_id: str) -> None: ...
 
     # ---- events and actions ----------------------------------------------------------
-    def add_event(self, event: Event, rules: list[str], check: bool = False) -> None:
+    @staticmethod
+    def event_row(event: Event, rules: list[str], check: bool = False) -> Statement:
         row = (event.id, event.received_at, event.source, event.name, event.status, event.host, event.severity,
                event.message[:8192], event.fingerprint, event.occurrence, event.peer, _payload(event),
                json.dumps(rules), "matched" if rules else "no_rule", int(check))
-        self._exec(f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.join('?' for _ in row)})", row)
+        return f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.join('?' for _ in row)})", row
 
-    def add_action(self, action: dict[str, Any]) -> None:
+    @staticmethod
+    def action_row(action: dict[str, Any]) -> Statement:
         cols = [c for c in _ACTION_COLS if c in action]
-        self._exec(f"INSERT INTO event_actions ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                   tuple(action[c] for c in cols))
+        return (f"INSERT INTO event_actions ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                tuple(action[c] for c in cols))
 
-    def update_action(self, action_id: str, **fields: Any) -> None:
+    @staticmethod
+    def action_update(action_id: str, **fields: Any) -> Statement:
         cols = [c for c in fields if c in _ACTION_COLS and c != "id"]
         sets = ", ".join(f"{c} = ?" for c in cols)
-        self._exec(f"UPDATE event_actions SET {sets} WHERE id = ?", (*(fields[c] for c in cols), action_id))
+        return f"UPDATE event_actions SET {sets} WHERE id = ?", (*(fields[c] for c in cols), action_id)
+
+    def add_event(self, event: Event, rules: list[str], check: bool = False) -> None:
+        self._exec(*self.event_row(event, rules, check))
+
+    def add_action(self, action: dict[str, Any]) -> None:
+        self._exec(*self.action_row(action))
+
+    def update_action(self, action_id: str, **fields: Any) -> None:
+        self._exec(*self.action_update(action_id, **fields))
+
+    def write_all(self, statements: list[Statement]) -> None:
+        """Execute the statements in one transaction: every one of them, or (StoreError) none."""
+        if not statements:
+            return
+        with self._lock:
+            try:
+                if self._dialect == "postgres":
+                    with self._conn.transaction():
+                        for sql, args in statements:
+                            self._conn.execute(self._sql(sql), args)
+                    return
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for sql, args in statements:
+                        self._conn.execute(sql, args)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg errors alike
+                raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc} (nothing of it recorded)") from exc
 
     def _actions(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         rows = self._exec(f"SELECT {', '.join(_ACTION_COLS)} FROM event_actions WHERE {where} ORDER BY id", args)
