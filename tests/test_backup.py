@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,125 @@ def test_restore_drill_records_rto_and_rpo(cli: Cli, lab: Any) -> None:
     report = {e["name"]: e for e in json.loads(cli.run("backup", "report", "--json", check_rc=0).stdout)}
     assert report["srv1"]["flags"] == [] and report["srv1"]["drill_on"] == "srv2"
     assert report["srv1"]["rto"] == r["rto_seconds"]
+
+
+# ---- integrity of stored config versions --------------------------------------------------------
+
+def _git(repo: Path, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def _loose(repo: Path, oid: str) -> Path:
+    path = repo / ".git" / "objects" / oid[:2] / oid[2:]
+    path.chmod(0o644)
+    return path
+
+
+def _restore_check(cli: Cli, device: str) -> dict[str, Any]:
+    run = cli.run_json(str(ROOT / "runbooks/router-restore.yaml"), "--limit", device, "--check", rc=1)
+    return by_step(run)[("restore config", device)]
+
+
+def test_corrupted_config_object_is_never_trusted(cli: Cli, lab: Any) -> None:
+    nothing = cli.run("backup", "verify")
+    assert nothing.returncode == 2 and "nothing to verify" in nothing.stderr
+    backup = str(ROOT / "runbooks/nightly-config-backup.yaml")
+    cli.run_json(backup)
+    # config versions and no server archive: they are verified, and said so
+    ok = cli.run("backup", "verify", check_rc=0).stdout
+    assert "checked 0 archive(s), 2 config version(s): all ok" in ok
+    assert {line.split()[2] for line in ok.splitlines() if line.startswith("ok")} == {"rtr1", "rtr2"}
+    repo = cli.home / "backups" / "network"
+    version = _git(repo, "log", "-1", "--format=%h", "--abbrev=12", "--", "rtr1.cfg")
+    blob = _loose(repo, _git(repo, "rev-parse", "HEAD:rtr1.cfg"))
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    blob.write_bytes(bytes(data))
+    verify = cli.run("backup", "verify", "--all")
+    assert verify.returncode == 1
+    failed = [line for line in verify.stdout.splitlines() if line.startswith("FAILED")]
+    assert len(failed) == 1 and "rtr1" in failed[0] and version in failed[0] and "corrupt" in failed[0]
+    assert "2 config version(s): 1 failed" in verify.stdout
+    shown = cli.run("backup", "show", "rtr1")
+    assert shown.returncode == 1 and f"version {version} of rtr1 fails verification" in shown.stderr
+    assert "run a new backup" in shown.stderr and shown.stdout == ""
+    assert cli.run("backup", "diff", "rtr1", version).returncode == 1
+    refused = _restore_check(cli, "rtr1")
+    assert refused["status"] == "failed" and refused["error_class"] == "ConfigIntegrityError"
+    assert "delta" not in refused.get("data", {})
+    # the next backup does not call the damaged version "unchanged": it stores a sound copy
+    again = by_step(cli.run_json(backup))
+    assert again[("backup running config", "rtr2")]["status"] == "ok"
+    fixed = again[("backup running config", "rtr1")]
+    assert fixed["status"] == "changed" and fixed["data"]["repaired"] is True
+    assert "failed verification" in fixed["stdout"]
+    assert "2 config version(s): all ok" in cli.run("backup", "verify", "--all", check_rc=0).stdout
+    assert "hostname rtr1" in cli.run("backup", "show", "rtr1", check_rc=0).stdout
+
+
+def test_forged_config_is_never_served_or_planned(cli: Cli, lab: Any) -> None:
+    backup = str(ROOT / "runbooks/nightly-config-backup.yaml")
+    cli.run_json(backup, "--limit", "rtr1")
+    repo = cli.home / "backups" / "network"
+    real = cli.run("backup", "show", "rtr1", check_rc=0).stdout
+    injected = real.replace("hostname rtr1\n", "hostname rtr1\nip route 203.0.113.0/24 Null0\n")
+    assert injected != real
+    # 1. the loose object replaced by a valid object of other content, under the same name
+    blob = _loose(repo, _git(repo, "rev-parse", "HEAD:rtr1.cfg"))
+    raw = injected.encode()
+    blob.write_bytes(zlib.compress(b"blob %d\0" % len(raw) + raw))
+    assert "203.0.113.0" in _git(repo, "show", "HEAD:rtr1.cfg")  # git itself serves the forgery
+    shown = cli.run("backup", "show", "rtr1")
+    assert shown.returncode == 1 and "203.0.113.0" not in shown.stdout
+    assert "does not match its hash" in shown.stderr and "expected sha256" in shown.stderr
+    refused = _restore_check(cli, "rtr1")
+    assert refused["error_class"] == "ConfigIntegrityError" and "203.0.113.0" not in json.dumps(refused)
+    assert cli.run("backup", "verify", "rtr1", "--all").returncode == 1
+    assert by_step(cli.run_json(backup, "--limit", "rtr1"))[("backup running config", "rtr1")]["data"]["repaired"]
+    assert cli.run("backup", "show", "rtr1", check_rc=0).stdout == real
+    # 2. a new, valid blob, tree and commit, and the branch pointed at it
+    forged_blob = _git(repo, "hash-object", "-w", "--stdin", stdin=injected)
+    others = [line for line in _git(repo, "ls-tree", "HEAD").splitlines() if not line.endswith("\trtr1.cfg")]
+    tree = _git(repo, "mktree", stdin="\n".join([*others, f"100644 blob {forged_blob}\trtr1.cfg"]) + "\n")
+    commit = _git(repo, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p", "HEAD",
+                  "-m", "rtr1: backup by run forged")
+    _git(repo, "update-ref", "HEAD", commit)
+    shown = cli.run("backup", "show", "rtr1")
+    assert shown.returncode == 1 and "not in the checksum ledger" in shown.stderr and commit[:12] in shown.stderr
+    refused = _restore_check(cli, "rtr1")
+    assert refused["error_class"] == "ConfigIntegrityError" and "203.0.113.0" not in json.dumps(refused)
+    verify = cli.run("backup", "verify", "rtr1", "--all")
+    assert verify.returncode == 1 and "FAILED config  rtr1" in verify.stdout and commit[:12] in verify.stdout
+    # the next backup stores a fresh version; the restore check then plans nothing from the forgery
+    fresh = by_step(cli.run_json(backup, "--limit", "rtr1"))[("backup running config", "rtr1")]
+    assert fresh["status"] == "changed" and fresh["data"]["new_version"] is True
+    assert "not in the checksum ledger" in fresh["data"]["previous_failed"]
+    assert cli.run("backup", "show", "rtr1", check_rc=0).stdout == real
+    dry = cli.run_json(str(ROOT / "runbooks/router-restore.yaml"), "--limit", "rtr1", "--check")
+    assert by_step(dry)[("restore config", "rtr1")]["data"]["delta"] == []
+
+
+def test_verify_all_goes_on_past_unreadable_manifests(cli: Cli, lab: Any, tmp_path: Path) -> None:
+    rb = write_runbook(tmp_path, "arch", """\
+        name: arch
+        targets: srv4
+        steps:
+          - name: archive
+            backup: {paths: [/etc/hostname]}
+    """)
+    ids = [by_step(cli.run_json(str(rb)))[("archive", "srv4")]["data"]["archive"] for _ in range(4)]
+    store = cli.home / "backups" / "servers" / "srv4"
+    (store / f"{ids[1]}.json").write_text("{not json")
+    malformed = json.loads((store / f"{ids[2]}.json").read_text())
+    del malformed["files"]
+    (store / f"{ids[2]}.json").write_text(json.dumps(malformed))
+    out = cli.run("backup", "verify", "--all")
+    assert out.returncode == 1
+    lines = {aid: line for line in out.stdout.splitlines() for aid in ids if aid in line}
+    assert set(lines) == set(ids)
+    assert lines[ids[0]].startswith("ok") and lines[ids[3]].startswith("ok")
+    assert lines[ids[1]].startswith("FAILED") and "unreadable" in lines[ids[1]]
+    assert lines[ids[2]].startswith("FAILED") and "malformed" in lines[ids[2]]
+    assert "checked 4 archive(s), 0 config version(s): 2 failed" in out.stdout
+    assert "manifest unreadable" in cli.run("backup", "list", "srv4", check_rc=0).stdout

@@ -130,8 +130,18 @@ class ArchiveStore:
         return hits[0]
 
     def verify(self, archive: Archive) -> list[str]:
-        """Problems found re-reading an archive against its manifest (empty: intact)."""
-        manifest = archive.manifest()
+        """Problems found re-reading an archive against its manifest (empty: intact).
+
+        An unreadable or malformed manifest is a problem like any other, never an exception:
+        one bad archive does not stop the verification of the others.
+        """
+        try:
+            manifest = archive.manifest()
+            entries = [(str(e["path"]), e.get("sha256")) for e in manifest["files"]]
+        except BackupError as exc:
+            return [str(exc)]
+        except (KeyError, TypeError, AttributeError) as exc:
+            return [f"manifest {archive.manifest_path} is malformed: {type(exc).__name__}: {exc}"]
         if not archive.path.is_file():
             return [f"archive file {archive.path.name} is missing"]
         problems = []
@@ -142,12 +152,12 @@ class ArchiveStore:
             actual = {e["path"]: e for e in manifest_of(archive.path)}
         except BackupError as exc:
             return [*problems, str(exc)]
-        for entry in manifest["files"]:
-            got = actual.get(entry["path"])
+        for path, digest in entries:
+            got = actual.get(path)
             if got is None:
-                problems.append(f"{entry['path']}: missing from the archive")
-            elif entry.get("sha256") != got.get("sha256"):
-                problems.append(f"{entry['path']}: content differs from the manifest")
+                problems.append(f"{path}: missing from the archive")
+            elif digest != got.get("sha256"):
+                problems.append(f"{path}: content differs from the manifest")
         return problems
 
     def prune(self, host: str, keep_last: int | None, daily: int, weekly: int, monthly: int) -> list[str]:

@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from opsflow.backup.repo import BackupError
 from opsflow.errors import UsageError
 
+if TYPE_CHECKING:
+    from opsflow.backup.archives import ArchiveStore
+    from opsflow.backup.repo import ConfigRepo
 
-def _stores() -> tuple[Any, Any]:
+
+def _stores() -> tuple[ConfigRepo, ArchiveStore]:
     from opsflow.backup import backup_home
     from opsflow.backup.archives import ArchiveStore
     from opsflow.backup.repo import ConfigRepo
@@ -51,9 +56,12 @@ def list_(name: str | None, as_json: bool) -> None:
         rows += [{"name": dev, "kind": "config", "version": v.id, "at": v.at, "note": v.message}
                  for v in repo.versions(dev)]
     for a in archives.archives(name) if (not name or (archives.root / name).is_dir()) else []:
-        m = a.manifest()
-        rows.append({"name": a.host, "kind": "archive", "version": a.id, "at": a.created,
-                     "note": f"{sum(1 for f in m['files'] if f['type'] == 'file')} files, {m['archive_size']} bytes"})
+        try:
+            m = a.manifest()
+            note = f"{sum(1 for f in m['files'] if f['type'] == 'file')} files, {m['archive_size']} bytes"
+        except (BackupError, KeyError, TypeError) as exc:
+            note = f"manifest unreadable ({type(exc).__name__}): run `opsflow backup verify {a.host} --all`"
+        rows.append({"name": a.host, "kind": "archive", "version": a.id, "at": a.created, "note": note})
     if name and not rows:
         raise UsageError(f"no backup of {name!r} (devices: {', '.join(repo.devices()) or 'none'})")
     if as_json:
@@ -84,25 +92,45 @@ def diff(device: str, v1: str | None, v2: str | None) -> None:
 
 
 @backup.command()
-@click.argument("host", required=False)
-@click.option("--all", "all_", is_flag=True, help="every archive (default: the latest per host)")
-def verify(host: str | None, all_: bool) -> None:
-    """Re-read stored archives against their manifests (exit 1 when any fails)."""
-    _, archives = _stores()
-    found = archives.archives(host)
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True,
+              help="every archive and config version (default: the latest per host and device)")
+def verify(name: str | None, all_: bool) -> None:
+    """Re-read stored archives against their manifests and config versions against their git object
+    hashes and recorded checksums; one line per item, exit 1 when any fails."""
+    repo, archives = _stores()
+    found = archives.archives(name) if not name or (archives.root / name).is_dir() else []
     if not all_:
         latest: dict[str, Any] = {}
         for a in found:
             latest.setdefault(a.host, a)
         found = list(latest.values())
-    if not found:
-        raise UsageError("no archive to verify")
+    history, _ = repo.history()
+    configs = repo.verify(name, every=all_) if not name or name in history else []
+    if not found and not configs:
+        what = f"of {name!r} " if name else ""
+        raise UsageError(f"nothing to verify: no server archive {what}under {archives.root} and no device config "
+                         f"version {what}under {repo.root}")
     bad = 0
     for a in found:
         problems = archives.verify(a)
         bad += bool(problems)
-        click.echo(f"{'FAIL' if problems else 'ok  '} {a.host:<12} {a.id}" + (f": {'; '.join(problems[:3])}" if problems else ""))
-    click.echo(f"{len(found) - bad} of {len(found)} archive(s) intact")
+        click.echo(f"{'FAILED' if problems else 'ok':<7}archive {a.host:<12} {a.id}"
+                   + (f": {'; '.join(problems[:3])}" if problems else ""))
+    versions = 0
+    legacy = 0
+    for c in configs:
+        bad += not c.ok
+        versions += c.version is not None
+        legacy += bool(c.ok and c.note.startswith("no recorded checksum"))
+        vid = c.version.id if c.version else "-"
+        detail = f": {'; '.join(c.problems)}" if c.problems else (f" ({c.note})" if c.note else "")
+        click.echo(f"{'ok' if c.ok else 'FAILED':<7}config  {c.device:<12} {vid}{detail}")
+    summary = f"checked {len(found)} archive(s), {versions} config version(s): "
+    summary += f"{bad} failed" if bad else "all ok"
+    if legacy:
+        summary += f" ({legacy} version(s) without a recorded checksum: verified by git object hash only)"
+    click.echo(summary)
     sys.exit(1 if bad else 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from opsflow.backup import backup_home
@@ -12,9 +13,13 @@ from opsflow.connectors.base import HostTask, RunContext
 from opsflow.connectors.network import ConfigRejected, apply_config
 from opsflow.results import HostStatus, StepResult, bound
 
+_repos: dict[Path, ConfigRepo] = {}
+
 
 def repo() -> ConfigRepo:
-    return ConfigRepo(backup_home() / "network")
+    """One ConfigRepo per repository in this process (it caches the checksum ledger it has read)."""
+    root = backup_home() / "network"
+    return _repos.setdefault(root, ConfigRepo(root))
 
 
 def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
@@ -26,13 +31,24 @@ def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResu
         return ht.result(HostStatus.FAILED, error_class="InvalidConfig",
                          error=f"not stored: {exc}", stdout=bound(ctx.redactor.text(text), 4096))
     try:
-        version, diff = repo().save(name, config, ctx.run_id)
+        saved = repo().save(name, config, ctx.run_id)
     except BackupError as exc:
-        return ht.result(HostStatus.FAILED, error_class="BackupError", error=str(exc))
-    changed = diff is not None
+        return ht.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc))
+    version, diff = saved.version, saved.diff
+    new_version = diff is not None
+    if saved.repaired:
+        text = (f"stored version {version} failed verification ({saved.previous_problem}); the running config "
+                "is identical to it: its content was re-stored and verified")
+    elif saved.previous_problem:
+        text = (f"new version {version}; the previous version failed verification ({saved.previous_problem}), "
+                "so there is no diff against it")
+    else:
+        text = diff or (f"new version {version}" if new_version else f"unchanged ({version})")
+    changed = new_version or saved.repaired
     return ht.result(HostStatus.CHANGED if changed else HostStatus.OK, changed=changed,
-                     stdout=ctx.redactor.text(diff or (f"new version {version}" if changed else f"unchanged ({version})")),
-                     data={"version": version, "new_version": changed, "lines": len(config.splitlines()),
+                     stdout=ctx.redactor.text(text),
+                     data={"version": version, "new_version": new_version, "repaired": saved.repaired,
+                           "previous_failed": saved.previous_problem, "lines": len(config.splitlines()),
                            "diff": ctx.redactor.text(diff or "")})
 
 
@@ -41,9 +57,9 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
     started = time.time()
     try:
         v = repo().resolve(name, spec.version)
-        target = repo().show(name, v.id)
+        target = repo().read(v)  # verified: a version that fails is refused, nothing is planned or applied
     except BackupError as exc:
-        return ht.result(HostStatus.FAILED, error_class="BackupError", error=str(exc))
+        return ht.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc))
     running = conn.send_command("show running-config", read_timeout=timeout)
     delta = restore_delta(running, target)
     data: dict[str, Any] = {"version": v.id, "delta": delta, "rpo_seconds": round(started - v.at, 3)}
