@@ -7,7 +7,7 @@ SYSTEM_PACKAGES := openssh-server openssh-client frr iproute2 nftables prometheu
 LAB_STATE ?= $(CURDIR)/.lab
 export OPSFLOW_HOME ?= $(CURDIR)/.opsflow
 
-.PHONY: setup system venv demo test lint bench lab-down clean
+.PHONY: setup system venv demo test test-unit lint bench lab-down clean
 
 setup: system venv
 
@@ -41,6 +41,10 @@ test: setup
 	$(BIN)/ruff check opsflow tests $(wildcard bench)
 	$(BIN)/mypy
 	OPSFLOW_TEST_PG=$${OPSFLOW_TEST_PG:-postgresql://postgres@127.0.0.1:5432/test} $(BIN)/pytest -q -rs
+
+# The fast tier alone: pure logic and the engine on local steps (no lab, no root), in seconds.
+test-unit: venv
+	$(BIN)/pytest -q tests/unit
 
 lint: venv
 	$(BIN)/ruff check opsflow tests $(wildcard bench)

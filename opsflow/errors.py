@@ -8,9 +8,10 @@ OpsflowError
  ├── LabError              the local lab could not be built or driven
  ├── StoreError            the run store cannot be opened or written
  ├── TemplateError         a template failed to render (undefined variable, sandbox)
- └── ConnectorError        a connector failed to talk to a target
-      ├── TargetUnreachable
-      └── StepTimeout
+ ├── ConnectorError        a connector failed to talk to a target
+ │    ├── TargetUnreachable
+ │    └── StepTimeout
+ └── RunFailed             ``RunResult.raise_on_error()``: the run did not succeed (carries the result)
 
 Library errors are translated at the boundary: ``raise X(...) from exc``.
 """
@@ -18,6 +19,7 @@ Library errors are translated at the boundary: ``raise X(...) from exc``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class OpsflowError(Exception):
@@ -79,3 +81,13 @@ class TargetUnreachable(ConnectorError):
 
 class StepTimeout(ConnectorError):
     pass
+
+
+class RunFailed(OpsflowError):
+    """A run that did not succeed, raised on request by ``RunResult.raise_on_error()``."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        hosts = ", ".join(result.failed_hosts) or "none"
+        super().__init__(f"run {result.run_id} of {result.runbook} {result.status}; failed hosts: {hosts}"
+                         + (f"; {result.error}" if result.error else ""))

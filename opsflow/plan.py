@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from opsflow.actions import ACTIONS
 from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError
 from opsflow.inventory import Inventory, load_inventory_cached
 from opsflow.redact import MASK, MIN_SECRET, Redactor
@@ -111,33 +112,9 @@ def batches(hosts: list[str], serial: Any) -> list[list[str]]:
     return out
 
 
-READ_ONLY_PREFIXES = ("show ", "display ", "ping ", "traceroute ")
-
-
 def check_support(step: Step) -> tuple[bool, str]:
     """Whether a step can run in check mode, and how it behaves there."""
-    action = step.action
-    if action in ("verify", "approve"):
-        return True, "runs (it only reads)" if action == "verify" else "asks for approval"
-    if action == "ansible":
-        return True, "ansible --check --diff"
-    if action == "network.config":
-        return True, "diff of the candidate lines against the running config, not applied"
-    if action == "network.command":
-        spec = step.network_command
-        if spec and all(c.strip().lower().startswith(READ_ONLY_PREFIXES) for c in spec.commands):
-            return True, "show commands run (read only)"
-        return False, "not checked: a device command that is not a show command"
-    if action == "runbook":
-        return True, "the sub-runbook runs in check mode"
-    if action in ("network.restore", "restore"):
-        return True, "shows what would be restored, applies nothing"
-    if action in ("network.backup", "backup"):
-        return False, "not checked: a backup stores a new version"
-    return False, f"not checked: a {action} step cannot run in check mode"
-
-
-_SESSIONS = {"command": 1, "backup": 1, "restore": 2, "ansible": 99, "runbook": 99}
+    return ACTIONS[step.action].check_support(step.spec)
 
 
 def ssh_sessions(plan: Plan) -> int:
@@ -146,7 +123,8 @@ def ssh_sessions(plan: Plan) -> int:
     steps = [ps.step for ps in plan.steps + plan.on_failure]
     steps += [r for s in steps for r in s.rollback]
     for step in steps:
-        per_try = len(step.verify or []) if step.action == "verify" else _SESSIONS.get(step.action, 0)
+        sessions = ACTIONS[step.action].sessions
+        per_try = len(step.verify or []) if sessions < 0 else sessions
         total += per_try * (1 + step.retries)
     return total
 

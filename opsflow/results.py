@@ -118,6 +118,22 @@ class RunResult:
     def exit_code(self) -> int:
         return 0 if self.status == RunStatus.SUCCEEDED else 1
 
+    @property
+    def failed_hosts(self) -> list[str]:
+        """The hosts whose outcome is failed, unreachable or timed out, in target order."""
+        return [h for h, s in self.hosts.items() if s in FAILING]
+
+    @property
+    def failed(self) -> bool:
+        return self.status != RunStatus.SUCCEEDED
+
+    def raise_on_error(self) -> None:
+        """Raise :class:`~opsflow.errors.RunFailed` unless the run succeeded (as Nornir's AggregatedResult)."""
+        from opsflow.errors import RunFailed
+
+        if self.failed:
+            raise RunFailed(self)
+
 
 def host_outcome(results: list[StepResult]) -> HostStatus:
     """A host's overall status from its step results (main phase decides)."""

@@ -15,6 +15,7 @@ import click
 
 from opsflow.cli.commands import _db_opt, _inventory_opt, parse_since
 from opsflow.errors import UsageError
+from opsflow.textsafe import for_terminal
 
 
 def parse_budget(text: str) -> tuple[int, float]:
@@ -150,8 +151,12 @@ def events(since: str | None, rule: str | None, outcome: str | None, limit: int,
         click.echo(json.dumps(rows, indent=2, default=str))
         return
     from rich.table import Table
+    from rich.text import Text
 
     from opsflow.cli.render import console_for
+
+    def cell(value: Any) -> Text:  # event data: shown as text, never read as markup or escape sequences
+        return Text(for_terminal(value))
 
     table = Table()
     for col in ("received", "event", "source", "host", "rule", "outcome", "to start", "detail"):
@@ -161,11 +166,11 @@ def events(since: str | None, rule: str | None, outcome: str | None, limit: int,
         name = f"{e['name']} ({e['status']})"
         for a in e["actions"] or [None]:
             if a is None:
-                table.add_row(when, name, e["source"], e["host"] or "-", "-", "no_rule", "-", "")
+                table.add_row(when, cell(name), cell(e["source"]), cell(e["host"] or "-"), "-", "no_rule", "-", "")
                 continue
             latency = f"{a['start_latency']:.3f}s" if a["start_latency"] is not None else "-"
-            table.add_row(when, name, e["source"], a["host"] or e["host"] or "-", a["rule"], _outcome(a), latency,
-                          (a["detail"] or "")[:80])
+            table.add_row(when, cell(name), cell(e["source"]), cell(a["host"] or e["host"] or "-"), cell(a["rule"]),
+                          cell(_outcome(a)), latency, cell((a["detail"] or "")[:80]))
     console_for(sys.stdout).print(table)
 
 
@@ -184,7 +189,8 @@ def breaker_list(db: str | None) -> None:
     rows = store.breakers()
     store.close()
     for b in rows:
-        click.echo(f"{b['rule']:<32} {b['state']:<7} failures {b['failures']:<3} last run {b['last_run'] or '-'}")
+        click.echo(for_terminal(f"{b['rule']:<32} {b['state']:<7} failures {b['failures']:<3} "
+                                f"last run {b['last_run'] or '-'}"))
 
 
 @breaker.command("reset")
@@ -200,7 +206,7 @@ def breaker_reset(rule: str, db: str | None) -> None:
     store.close()
     if state is None:
         raise UsageError(f"no breaker for rule {rule!r} (see opsflow breaker list)")
-    click.echo(f"breaker of {rule} closed by {state['reset_by']}")
+    click.echo(for_terminal(f"breaker of {rule} closed by {state['reset_by']}"))
 
 
 def describe_event(event: dict[str, Any]) -> str:

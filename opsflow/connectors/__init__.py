@@ -10,29 +10,14 @@ __all__ = ["Connector", "HostTask", "RunContext", "connector_for"]
 
 
 def connector_for(action: str, host_kind: str) -> Connector:
-    """The connector for an action (imports heavy libraries only when a step needs them)."""
-    if action == "command":
-        from opsflow.connectors.ssh import CommandConnector
+    """The connector for an action on a kind of host (imports heavy libraries only when a step needs them)."""
+    import importlib
 
-        return CommandConnector()
-    if action == "local":
-        from opsflow.connectors.local import LocalConnector
+    from opsflow.actions import action as lookup
 
-        return LocalConnector()
-    if action == "ansible":
-        from opsflow.connectors.ansible import AnsibleConnector
-
-        return AnsibleConnector()
-    if action in ("backup", "restore"):
-        from opsflow.connectors.backup import BackupConnector
-
-        return BackupConnector()
-    if action in ("network.command", "network.config", "network.backup", "network.restore") or (action == "verify" and host_kind == "device"):
-        from opsflow.connectors.network import NetworkConnector
-
-        return NetworkConnector()
-    if action == "verify":
-        from opsflow.connectors.verify import ServerVerifyConnector
-
-        return ServerVerifyConnector()
-    raise ValueError(f"no connector for action {action!r}")
+    target = lookup(action).connectors.get(host_kind)
+    if target is None:
+        raise ValueError(f"no connector for action {action!r} on a {host_kind}")
+    module, cls = target.split(":")
+    connector: Connector = getattr(importlib.import_module(module), cls)()
+    return connector

@@ -13,11 +13,11 @@ import os
 import secrets as _secrets
 import threading
 import time
-from typing import Protocol
 
 from opsflow.connectors import RunContext
 from opsflow.errors import OpsflowError
-from opsflow.executor.steps import RunState, StepRunner
+from opsflow.executor.observer import NullObserver, Observer
+from opsflow.executor.steps import RunState, Services, StepRunner
 from opsflow.plan import Plan, PlannedStep, ssh_sessions
 from opsflow.proc import process_start
 from opsflow.redact import Redactor
@@ -28,26 +28,6 @@ from opsflow.store.base import RunRecord, Store
 
 class LockHeld(OpsflowError):
     exit_code = 1
-
-
-class Observer(Protocol):
-    """Watches a run without changing it (progress bars, logs, metrics)."""
-
-    def run_started(self, run_id: str, plan: Plan) -> None: ...
-    def step_started(self, step: PlannedStep, hosts: list[str]) -> None: ...
-    def host_done(self, result: StepResult) -> None: ...
-    def step_done(self, step: PlannedStep) -> None: ...
-    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None: ...
-    def run_done(self, result: RunResult) -> None: ...
-
-
-class NullObserver:
-    def run_started(self, run_id: str, plan: Plan) -> None: ...
-    def step_started(self, step: PlannedStep, hosts: list[str]) -> None: ...
-    def host_done(self, result: StepResult) -> None: ...
-    def step_done(self, step: PlannedStep) -> None: ...
-    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None: ...
-    def run_done(self, result: RunResult) -> None: ...
 
 
 def new_run_id() -> str:
@@ -100,7 +80,8 @@ class Executor:
         ctx = RunContext(inventory=plan.inventory, redactor=state.redactor, concurrency=rb.concurrency,
                          cancel=self.cancel, run_id=state.run_id, multiplex=ssh_sessions(plan) > 1)
         self._contexts.append(ctx)
-        runner = StepRunner(self, state, ctx)
+        runner = StepRunner(Services(self.store, self.observer, self.cancel, lambda: self.cancel_reason,
+                                     lambda child: self.child().execute(child)), state, ctx)
         error: str | None = None
         timer = None
         if rb.timeout:

@@ -7,17 +7,28 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from opsflow.actions import ACTIONS
 from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
+from opsflow.executor.observer import Observer
 from opsflow.plan import Plan, PlannedStep, batches, check_support, project_file
 from opsflow.redact import Redactor, redact
-from opsflow.results import FAILING, NEVER_RETRIED, ErrorKind, HostStatus, RunStatus, StepResult
+from opsflow.results import FAILING, NEVER_RETRIED, ErrorKind, HostStatus, RunResult, RunStatus, StepResult
 from opsflow.runbook import render
+from opsflow.store.base import Store
 
-if TYPE_CHECKING:
-    from opsflow.executor.core import Executor
+
+@dataclass
+class Services:
+    """What a step runner needs from the executor that drives it (and nothing more)."""
+
+    store: Store
+    observer: Observer
+    cancel: threading.Event
+    cancel_reason: Callable[[], str]
+    run_child: Callable[[Plan], RunResult]  # a sub-runbook's plan → its result, same store and cancellation
 
 
 @dataclass
@@ -57,8 +68,8 @@ def _retryable(result: StepResult, retry_on: list[str | int]) -> bool:
 class StepRunner:
     """Runs planned steps for an executor; every result goes through ``record``."""
 
-    def __init__(self, executor: Executor, state: RunState, ctx: RunContext) -> None:
-        self.ex = executor
+    def __init__(self, services: Services, state: RunState, ctx: RunContext) -> None:
+        self.ex = services
         self.state = state
         self.ctx = ctx
 
@@ -102,7 +113,7 @@ class StepRunner:
             if ps.phase == "main" and host in state.failed:
                 skip = "host failed an earlier step"
             elif self.ex.cancel.is_set():
-                skip = self.ex.cancel_reason or "run canceled"
+                skip = self.ex.cancel_reason() or "run canceled"
             elif ps.phase == "main" and ps.index in state.done_before.get(host, {}):
                 done_in = state.done_before[host][ps.index]
                 self._simple(ps, host, HostStatus.SKIPPED, f"done in run {done_in}", done_in=done_in)
@@ -132,7 +143,7 @@ class StepRunner:
                 if self.ex.cancel.is_set():
                     for t in tasks:
                         if t.host.name in batch:
-                            self._simple(ps, t.host.name, HostStatus.SKIPPED, self.ex.cancel_reason)
+                            self._simple(ps, t.host.name, HostStatus.SKIPPED, self.ex.cancel_reason())
                     continue
                 self._with_retries(ps, [t for t in tasks if t.host.name in batch])
         self.ex.observer.step_done(ps)
@@ -212,14 +223,11 @@ class StepRunner:
         if action == "runbook":
             self._sub_runbook(ps, tasks, emit)
             return
-        wrong = None
-        if action in ("command", "ansible", "backup", "restore") and kind == "device":
-            wrong = "{a} runs on servers; {h} is a {p} device (use network.command / network.config)"
-        elif action.startswith("network.") and kind == "server":
-            wrong = "{a} runs on network devices; {h} is a server"
-        if wrong:
+        if ACTIONS[action].wrong_target(kind):
+            wrong = ("{a} runs on servers; {h} is a {p} device (use network.command / network.config)"
+                     if kind == "device" else "{a} runs on network devices; {h} is a server")
             for t in tasks:
-                emit(t.result(HostStatus.FAILED, error_class="WrongTarget",
+                emit(t.result(HostStatus.FAILED, error_class=ErrorKind.WRONG_TARGET,
                               error=wrong.format(a=action, h=t.host.name, p=t.host.platform),
                               started_at=time.time(), ended_at=time.time()))
             return
@@ -241,7 +249,7 @@ class StepRunner:
             if decision and decision["state"] != "pending":
                 break
             if self.ex.cancel.is_set() or time.time() >= deadline:
-                reason = self.ex.cancel_reason if self.ex.cancel.is_set() else (
+                reason = self.ex.cancel_reason() if self.ex.cancel.is_set() else (
                     f"no decision within {spec.timeout:g} s: denied")
                 store.expire_approval(run_id, ps.index, reason)
                 decision = store.approval(run_id, ps.index)
@@ -276,7 +284,7 @@ class StepRunner:
                 check=req.check, parent_run=self.state.run_id,
                 lock_owners=req.lock_owners | {self.state.run_id}))
             child.secrets = child.secrets + plan.secrets  # the parent's secrets stay masked in the child's records
-            result = self.ex.child().execute(child)
+            result = self.ex.run_child(child)
         except OpsflowError as exc:
             for t in tasks:
                 emit(t.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc),
