@@ -141,3 +141,10 @@ class ObjectReader:
             raise ObjectProblem(f"object {oid[:12]} does not match its hash: its content hashes to {actual[:12]} "
                                 "(forged or corrupted)", served=data)
         return data
+
+    def resolve(self, name: str) -> str | None:
+        """The object a revision (``HEAD``) names, or None when it names nothing readable (an unborn branch)."""
+        try:
+            return self.raw(name)[0]
+        except ObjectProblem:
+            return None

@@ -323,14 +323,16 @@ class ConfigRepo:
         return Saved(version, diff)
 
     def _commit(self, device: str, name: str, data: bytes, run_id: str, reader: ObjectReader) -> str:
-        blob = self._store_blob(data, reader)
+        """Write a new version; six git processes in all with the check of the previous one."""
+        blob = object_id("blob", data, self.algo())
+        self._set_aside_if_damaged(blob, reader)  # else git would keep the damaged object of that name
         path = self.root / name
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         tmp.replace(path)
         self._git("add", "--", name)
         tree = self._git("write-tree").stdout.strip()
-        parent = self._git("rev-parse", "-q", "--verify", "HEAD^{commit}", check=False).stdout.strip() or None
+        parent = reader.resolve("HEAD")  # wrong only if HEAD is damaged: then update-ref refuses below
         if parent and tree_of(reader.read(parent, "commit")) == tree:
             raise ConfigIntegrityError(
                 f"the latest version of {device} fails verification and the running config is identical to "
@@ -347,12 +349,11 @@ class ConfigRepo:
             raise BackupError(f"could not record the new version of {device}: {moved.stderr.strip()}")
         return commit[:12]
 
-    def _store_blob(self, data: bytes, reader: ObjectReader) -> str:
-        """Write ``data`` as a blob and read it back; a damaged object of that name is moved aside first."""
-        oid = object_id("blob", data, self.algo())
+    def _set_aside_if_damaged(self, oid: str, reader: ObjectReader) -> bool:
+        """Move a damaged loose object to ``.git/opsflow-quarantine``; True when the object is sound."""
         try:
-            if reader.read(oid, "blob") == data:
-                return oid
+            reader.read(oid, "blob")
+            return True
         except ObjectProblem:
             pass
         loose = self.root / ".git" / "objects" / oid[:2] / oid[2:]
@@ -360,6 +361,13 @@ class ConfigRepo:
             aside = self.root / ".git" / "opsflow-quarantine" / f"{oid}.{time.time_ns()}"
             aside.parent.mkdir(exist_ok=True)
             loose.replace(aside)
+        return False
+
+    def _store_blob(self, data: bytes, reader: ObjectReader) -> str:
+        """Write ``data`` as a blob and read it back; a damaged object of that name is moved aside first."""
+        oid = object_id("blob", data, self.algo())
+        if self._set_aside_if_damaged(oid, reader):
+            return oid
         self._git("hash-object", "-w", "--stdin", stdin=data)
         try:
             reader.read(oid, "blob")
