@@ -53,7 +53,7 @@ def runbook(env: BenchEnv, steps: int) -> Path:
 
 def run(env: BenchEnv) -> list[Figure]:
     from opsflow.executor import Executor
-    from opsflow.plan import RunRequest, build_plan
+    from opsflow.planning import RunRequest, build_plan
     from opsflow.store import open_store
 
     size = env.size

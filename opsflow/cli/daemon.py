@@ -61,7 +61,7 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     """Receive alerts and events; start the runbooks whose triggers match. SIGTERM drains, SIGHUP reloads."""
     from opsflow.events.daemon import Daemon, Settings
     from opsflow.events.server import Auth, Listener, parse_address, require_auth
-    from opsflow.plan import default_inventory
+    from opsflow.planning import default_inventory
     from opsflow.store import open_store
     from opsflow.store.sql import SqlStore
 
@@ -198,7 +198,7 @@ def breaker_list(db: str | None) -> None:
 @_db_opt
 def breaker_reset(rule: str, db: str | None) -> None:
     """Close RULE's breaker: the daemon remediates with it again."""
-    from opsflow.plan import who
+    from opsflow.planning import who
     from opsflow.store import open_store
 
     store = open_store(db)

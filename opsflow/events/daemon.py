@@ -25,7 +25,7 @@ from opsflow.events.rules import HostIndex, Match, Rule, evaluate, occurrence, r
 from opsflow.events.safety import Guard
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
-from opsflow.plan import Plan, RunRequest, build_plan, resolve_params
+from opsflow.planning import Plan, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
 from opsflow.results import RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook

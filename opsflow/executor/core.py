@@ -18,7 +18,7 @@ from opsflow.connectors import RunContext
 from opsflow.errors import OpsflowError
 from opsflow.executor.observer import NullObserver, Observer
 from opsflow.executor.steps import RunState, Services, StepRunner
-from opsflow.plan import Plan, PlannedStep, ssh_sessions
+from opsflow.planning import Plan, PlannedStep, ssh_sessions
 from opsflow.proc import process_start
 from opsflow.redact import Redactor
 from opsflow.results import FAILING, HostStatus, RunResult, RunStatus, StepResult, host_outcome, run_outcome

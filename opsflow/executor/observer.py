@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from opsflow.plan import Plan, PlannedStep
+from opsflow.planning import Plan, PlannedStep
 from opsflow.results import RunResult, StepResult
 
 

@@ -13,7 +13,7 @@ from opsflow.actions import ACTIONS
 from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
 from opsflow.executor.observer import Observer
-from opsflow.plan import Plan, PlannedStep, batches, check_support, project_file
+from opsflow.planning import Plan, PlannedStep, batches, check_support, project_file
 from opsflow.redact import Redactor, redact
 from opsflow.results import FAILING, NEVER_RETRIED, ErrorKind, HostStatus, RunResult, RunStatus, StepResult
 from opsflow.runbook import render
@@ -269,7 +269,7 @@ class StepRunner:
 
     # ---- sub-runbooks ----------------------------------------------------------------
     def _sub_runbook(self, ps: PlannedStep, tasks: list[HostTask], emit: Callable[[StepResult], None]) -> None:
-        from opsflow.plan import RunRequest, build_plan
+        from opsflow.planning import RunRequest, build_plan
 
         plan, started = self.state.plan, time.time()
         spec = tasks[0].spec

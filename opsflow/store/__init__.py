@@ -1,14 +1,15 @@
 """The run store: one interface, SQLite by default, PostgreSQL for teams.
 
-``open_store(url)``: ``None`` → ``$OPSFLOW_DB`` → ``$OPSFLOW_HOME/opsflow.db``;
+``open_store(url)``: ``None`` → the ``db`` setting (``opsflow.settings``: project file,
+``$OPSFLOW_DB``, default ``$OPSFLOW_HOME/opsflow.db``);
 ``postgresql://…`` selects PostgreSQL (needs ``pip install opsflow[postgres]``).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from opsflow.settings import current
 from opsflow.store.base import RunRecord, Store
 from opsflow.store.sql import SqlStore
 from opsflow.workdir import reap_workdirs
@@ -17,11 +18,11 @@ __all__ = ["RunRecord", "Store", "default_url", "home", "open_store"]
 
 
 def home() -> Path:
-    return Path(os.environ.get("OPSFLOW_HOME") or Path.home() / ".opsflow")
+    return current().home
 
 
 def default_url() -> str:
-    return os.environ.get("OPSFLOW_DB") or str(home() / "opsflow.db")
+    return current().db
 
 
 def open_store(url: str | None = None, reap: bool = True) -> Store:

@@ -17,7 +17,7 @@ import pytest
 
 from opsflow.errors import UsageError
 from opsflow.executor import Executor, NullObserver
-from opsflow.plan import PlannedStep, RunRequest, build_plan, check_support
+from opsflow.planning import PlannedStep, RunRequest, build_plan, check_support
 from opsflow.results import HostStatus, RunStatus, StepResult
 from opsflow.store import open_store
 from opsflow.store.base import Store

@@ -27,7 +27,9 @@ TRIGGERS = ("cli", "ci", "event", "schedule", "api")
 
 
 def default_inventory() -> str:
-    return os.environ.get("OPSFLOW_INVENTORY", "inventory")
+    from opsflow.settings import current
+
+    return current().inventory
 
 
 def who() -> str:

@@ -1,0 +1,173 @@
+"""Settings in one place, with one documented precedence.
+
+    defaults  →  project file  →  environment  →  command line      (later wins)
+
+- **Project file**: the nearest ``opsflow.toml`` walking up from the working directory, or, where
+  none is found first, a ``pyproject.toml`` with a ``[tool.opsflow]`` table. Relative paths in it
+  are relative to the file's directory.
+- **Environment**: ``OPSFLOW_HOME``, ``OPSFLOW_DB``, ``OPSFLOW_INVENTORY``, ``OPSFLOW_RUNBOOKS``,
+  ``OPSFLOW_SCHEDULES``, ``OPSFLOW_BACKUPS``, ``OPSFLOW_BROKER``; ``OPSFLOW_PROJECT`` names the
+  project file explicitly (``none`` to use none).
+- **Command line**: options such as ``--db`` and ``--inventory`` (passed in as ``overrides``).
+
+Keys (file / environment / default):
+
+=========== ====================== ===========================================
+home        OPSFLOW_HOME           ``~/.opsflow``
+db          OPSFLOW_DB             ``<home>/opsflow.db`` (a path or ``postgresql://…``)
+inventory   OPSFLOW_INVENTORY      ``inventory``
+runbooks    OPSFLOW_RUNBOOKS       ``runbooks``
+schedules   OPSFLOW_SCHEDULES      ``schedules``
+backups     OPSFLOW_BACKUPS        ``<home>/backups``
+broker      OPSFLOW_BROKER         none (in-process execution)
+[daemon]    —                      listen, token_file, hmac_secret_file … (daemon options)
+=========== ====================== ===========================================
+
+Pure apart from reading the project file; :func:`current` caches by working directory and
+environment, so every module asks here and nobody reads ``os.environ`` for these again.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from opsflow.errors import UsageError
+
+PROJECT_FILE = "opsflow.toml"
+PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "backups")
+KEYS = ("home", "db", "inventory", "runbooks", "schedules", "backups", "broker")
+ENV = {key: f"OPSFLOW_{key.upper()}" for key in KEYS}
+SECTIONS = ("daemon",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    db: str
+    inventory: str
+    runbooks: str
+    schedules: str
+    backups: Path
+    broker: str | None
+    project_file: Path | None
+    daemon: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # key → "default", the file, "OPSFLOW_…", "command line"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"home": str(self.home), "db": _redact_url(self.db), "inventory": self.inventory,
+                "runbooks": self.runbooks, "schedules": self.schedules, "backups": str(self.backups),
+                "broker": _redact_url(self.broker) if self.broker else None,
+                "project_file": str(self.project_file) if self.project_file else None,
+                "daemon": dict(self.daemon), "sources": dict(self.sources)}
+
+
+def _redact_url(url: str) -> str:
+    """A URL with its password masked (``postgresql://u:****@h/db``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':****' if colon else ''}@{host}"
+
+
+def find_project_file(start: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The nearest opsflow.toml (or pyproject.toml with [tool.opsflow]) from ``start`` upwards."""
+    for directory in (start, *start.parents):
+        candidate = directory / PROJECT_FILE
+        if candidate.is_file():
+            return candidate, _read(candidate)
+        pyproject = directory / "pyproject.toml"
+        if pyproject.is_file():
+            table = _read(pyproject).get("tool", {}).get("opsflow")
+            if isinstance(table, dict):
+                return pyproject, table
+    return None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the project file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc} (fix the TOML, or set OPSFLOW_PROJECT=none to ignore it)") from exc
+
+
+def _check(path: Path, table: Mapping[str, Any]) -> None:
+    unknown = sorted(set(table) - set(KEYS) - set(SECTIONS))
+    if unknown:
+        raise UsageError(f"{path}: unknown setting(s) {', '.join(unknown)} "
+                         f"(known: {', '.join(KEYS + SECTIONS)})")
+    for key in KEYS:
+        if key in table and not isinstance(table[key], str):
+            raise UsageError(f"{path}: setting {key!r} must be a string, not {type(table[key]).__name__}")
+    for section in SECTIONS:
+        if section in table and not isinstance(table[section], dict):
+            raise UsageError(f"{path}: [{section}] must be a table")
+
+
+def resolve(overrides: Mapping[str, Any] | None = None, cwd: Path | None = None,
+            env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from defaults, the project file, the environment and ``overrides`` (the command line)."""
+    env = os.environ if env is None else env
+    cwd = cwd or Path.cwd()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    project: Path | None = None
+    table: dict[str, Any] = {}
+    named = env.get("OPSFLOW_PROJECT")
+    if named and named.lower() != "none":
+        project = Path(named)
+        table = _read(project)
+        if project.name == "pyproject.toml":
+            table = table.get("tool", {}).get("opsflow", {})
+    elif named is None:
+        found = find_project_file(cwd)
+        if found:
+            project, table = found
+    if project is not None:
+        _check(project, table)
+        for key in KEYS:
+            if key in table:
+                value = table[key]
+                if key in PATH_KEYS:
+                    value = str((project.parent / Path(value).expanduser()).resolve())
+                values[key], sources[key] = value, str(project)
+    for key, var in ENV.items():
+        if env.get(var):
+            values[key], sources[key] = env[var], var
+    for key, value in (overrides or {}).items():
+        if key not in KEYS:
+            raise ValueError(f"unknown setting {key!r}")
+        if value is not None:
+            values[key], sources[key] = str(value), "command line"
+    home = Path(values.get("home") or Path.home() / ".opsflow").expanduser()
+    defaults = {"home": str(home), "db": str(home / "opsflow.db"), "inventory": "inventory",
+                "runbooks": "runbooks", "schedules": "schedules", "backups": str(home / "backups")}
+    for key, value in defaults.items():
+        if key not in values:
+            values[key], sources[key] = value, "default"
+    sources.setdefault("broker", "default")
+    return Settings(home=home, db=values["db"], inventory=values["inventory"], runbooks=values["runbooks"],
+                    schedules=values["schedules"], backups=Path(values["backups"]).expanduser(),
+                    broker=values.get("broker"), project_file=project,
+                    daemon=dict(table.get("daemon", {})), sources=sources)
+
+
+def current(**overrides: Any) -> Settings:
+    """The settings in force now (cached per working directory and environment)."""
+    relevant = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("OPSFLOW_")))
+    return _cached(str(Path.cwd()), relevant, tuple(sorted(overrides.items())))
+
+
+@lru_cache(maxsize=32)
+def _cached(cwd: str, env: tuple[tuple[str, str], ...], overrides: tuple[tuple[str, Any], ...]) -> Settings:
+    return resolve(dict(overrides), Path(cwd), dict(env))
