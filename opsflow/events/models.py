@@ -9,7 +9,17 @@ import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from opsflow.runbook.limits import check_regex
 
 SOURCES = ("alertmanager", "webhook", "cloudevents", "syslog")
 FIELD_ROOTS = ("name", "status", "host", "severity", "message", "source", "fingerprint", "labels",
@@ -88,18 +98,15 @@ def _check_path(path: str) -> str:
 
 
 def _check_regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
-    return text
+    """Compiles, and cannot backtrack exponentially on what an event sends (see opsflow.runbook.limits)."""
+    return check_regex(text)
 
 
 class FieldRef(_Model):
     """Where a value comes from in the event: a field path, optionally narrowed by a regex (its first group)."""
 
-    field: Annotated[str, BeforeValidator(_check_path)]
-    regex: Annotated[str, BeforeValidator(_check_regex)] | None = None
+    field: Annotated[str, AfterValidator(_check_path)]
+    regex: Annotated[str, AfterValidator(_check_regex)] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -112,8 +119,6 @@ Pattern = str | list[str]  # exact value(s); a value starting with ~ is a regula
 
 def _check_pattern(value: Pattern) -> Pattern:
     for item in value if isinstance(value, list) else [value]:
-        if not isinstance(item, str):
-            raise ValueError(f"expected a string or a list of strings, got {item!r}")
         if item.startswith("~"):
             _check_regex(item[1:])
     return value
@@ -130,7 +135,8 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
-PatternField = Annotated[Pattern, BeforeValidator(_scalar_text), BeforeValidator(_check_pattern)]
+# the type is checked first (str or list of str), then the regular expressions
+PatternField = Annotated[Pattern, BeforeValidator(_scalar_text), AfterValidator(_check_pattern)]
 
 
 class Match(_Model):
@@ -141,13 +147,13 @@ class Match(_Model):
     annotations: dict[str, PatternField] = {}
     severity: PatternField | None = None
     host: PatternField | None = Field(None, description="the event's host, before inventory resolution")
-    message: Annotated[str, BeforeValidator(_check_regex)] | None = Field(
+    message: Annotated[str, AfterValidator(_check_regex)] | None = Field(
         None, description="regular expression searched in the message")
     data: dict[str, PatternField] = Field({}, description="data fields by path (data.x.y → 'x.y')")
 
 
 class Dedup(_Model):
-    key: list[Annotated[str, BeforeValidator(_check_path)]] = Field(
+    key: list[Annotated[str, AfterValidator(_check_path)]] = Field(
         ["fingerprint"], description="fields whose values identify the same event")
     window: Duration = Field(3600, description="a repeat within this time is a duplicate")
 

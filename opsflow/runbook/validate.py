@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from pydantic import BaseModel, ValidationError
 from opsflow.errors import Diagnostic, InventoryError, RunbookError
 from opsflow.inventory.models import Inventory
 from opsflow.runbook import render
+from opsflow.runbook.limits import MAX_DIAGNOSTICS, MAX_TEMPLATES
 from opsflow.runbook.models import Check, Runbook, Step
-from opsflow.yamlpos import PosDict, PosList, load_text, position
+from opsflow.yamlpos import PosDict, PosList, load_text, position, read_text
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,25 @@ def _pydantic_diagnostics(exc: ValidationError, tree: Any, filename: str) -> lis
             text = err["msg"].removeprefix("Value error, ")
             msg = f"{where}: {text}"
             if err["type"] not in ("value_error", "assertion_error") and "input" in err:
-                msg += f" (got {type(err['input']).__name__} {str(err['input'])[:60]!r})"
+                msg += f" (got {_kind(err['input'])} {_shown(err['input'])})"
         out.append(Diagnostic(filename, line, col, msg))
     return out
+
+
+def _kind(value: Any) -> str:
+    return "mapping" if isinstance(value, dict) else "list" if isinstance(value, list) else type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    """A value in a message: short, and never failing (a huge int cannot even be turned into text)."""
+    try:
+        return repr((value if isinstance(value, str) else _REPR.repr(value))[:60])
+    except Exception:  # noqa: BLE001
+        return "…"
+
+
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
 
 
 def _model_at(loc: tuple[Any, ...]) -> Any:
@@ -126,13 +144,20 @@ def _template_diagnostics(lrb: LoadedRunbook, known: set[str] | None) -> list[Di
     rb, out = lrb.runbook, []
     registered: set[str] = set()
     base = set(rb.params) | render.BUILTINS
+    count = 0
 
     def walk(node: Any, loc: tuple[str | int, ...], names: set[str], expr: bool = False) -> None:
+        nonlocal count
         if isinstance(node, str):
-            if not (expr or render.is_template(node)):
+            if not (expr or render.is_template(node)) or count > MAX_TEMPLATES:
+                return
+            count += 1
+            line, col = lrb.where(*loc, value=True)
+            if count > MAX_TEMPLATES:
+                out.append(Diagnostic(str(lrb.path), line, col, f"more than {MAX_TEMPLATES} templates in one "
+                                      "runbook (the limit); split it into runbooks, or move data out of it"))
                 return
             problem, used = render.check_syntax(node, expression=expr)
-            line, col = lrb.where(*loc, value=True)
             if problem:
                 out.append(Diagnostic(str(lrb.path), line, col, problem))
             elif known is not None:
@@ -197,24 +222,33 @@ def _semantic_diagnostics(lrb: LoadedRunbook, inventory: Inventory | None) -> li
     return out
 
 
+def _capped(problems: list[Diagnostic]) -> RunbookError:
+    """All problems of a file, but no flood: after MAX_DIAGNOSTICS, how many more there are."""
+    if len(problems) <= MAX_DIAGNOSTICS:
+        return RunbookError(problems)
+    last = problems[MAX_DIAGNOSTICS]
+    more = Diagnostic(last.file, last.line, last.col, f"… and {len(problems) - MAX_DIAGNOSTICS} more problems")
+    return RunbookError([*problems[:MAX_DIAGNOSTICS], more])
+
+
 def load_runbook(path: str | Path, inventory: Inventory | None = None) -> LoadedRunbook:
     """Load and validate a runbook file; raise RunbookError with every problem found."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunbookError([Diagnostic(str(p), 1, 1, f"cannot read runbook: {exc}")]) from exc
-    tree = load_text(text, str(p))
+        text = read_text(p)  # refuses a file over the size limit
+        tree = load_text(text, str(p))
+    except RunbookError as exc:
+        raise _capped(exc.diagnostics) from None
     if not isinstance(tree, PosDict):
         raise RunbookError([Diagnostic(str(p), 1, 1, "a runbook must be a YAML mapping with name, targets, steps")])
     try:
         runbook = Runbook.model_validate(tree)
     except ValidationError as exc:
-        raise RunbookError(_pydantic_diagnostics(exc, tree, str(p))) from None
+        raise _capped(_pydantic_diagnostics(exc, tree, str(p))) from None
     lrb = LoadedRunbook(runbook=runbook, path=p, tree=tree, text=text)
     problems = _semantic_diagnostics(lrb, inventory)
     if problems:
-        raise RunbookError(problems)
+        raise _capped(problems)
     return lrb
 
 

@@ -53,3 +53,19 @@ def test_command_strings_keep_each_template_in_one_argument() -> None:
 
     assert split_command("printf %s {{ value }}") == ["printf", "%s", "{{ value }}"]
     assert split_command('a "b c" x{{ v | default("q r") }}y') == ["a", "b c", 'x{{ v | default("q r") }}y']
+
+
+def test_lone_undefined_is_a_template_error_in_conditions_too() -> None:
+    with pytest.raises(TemplateError, match="nosuch"):
+        render.evaluate("{{ host.nosuch }}", {"host": {}})
+    with pytest.raises(TemplateError, match="nosuch"):
+        render.render(["{{ host.nosuch }}"], {"host": {}})
+
+
+def test_validation_compiles_like_a_run() -> None:
+    assert render.check_syntax("{{ x | nosuch }}") == ("template syntax error: No filter named 'nosuch'.", set())
+    assert render.check_syntax("x is nosuch", expression=True)[0] == "template syntax error: No test named 'nosuch'."
+    loops = "{% for a in x %}" * 25 + "{% endfor %}" * 25
+    problem, _ = render.check_syntax(loops)
+    assert problem is not None and "too many statically nested blocks" in problem
+    assert render.check_syntax("{{ a }} {% for b in c %}{{ b }}{% endfor %}") == (None, {"a", "c"})

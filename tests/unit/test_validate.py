@@ -121,3 +121,23 @@ def test_example_runbooks_validate() -> None:
     assert files
     for f in files:
         load_runbook(f, inventory)
+
+
+def test_templates_per_runbook_are_bounded(tmp_path: Path) -> None:
+    lines = "".join(f'      - "{{{{ n }}}}-{i}"\n' for i in range(1001))
+    p = write(tmp_path, GOOD.replace("    command: echo {{ n }}\n", "    command:\n      - echo\n" + lines))
+    (d,) = diags(p)
+    assert d.startswith(f"{p}:1009:9: more than 1000 templates in one runbook"), d
+
+
+def test_a_flood_of_problems_is_capped(tmp_path: Path) -> None:
+    p = write(tmp_path, GOOD + "    env:\n" + "".join(f"      K{i}: !!int x{i}\n" for i in range(300)))
+    found = diags(p)
+    assert len(found) == 201
+    assert found[0] == f"{p}:9:11: cannot read 'x0' as !!int: invalid literal for int() with base 10: 'x0'"
+    assert found[-1].endswith(": … and 100 more problems")
+
+
+def test_duplicate_key_points_at_the_second(tmp_path: Path) -> None:
+    (d,) = diags(write(tmp_path, GOOD + "name: u\n"))
+    assert d.endswith(":8:1: duplicate key 'name'"), d
