@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opsflow.api import execute
 from opsflow.errors import Diagnostic, OpsflowError, RunbookError, UsageError
 from opsflow.events.metrics import Metrics
 from opsflow.events.models import Event
@@ -327,7 +328,7 @@ class Daemon:
             self.store.update_action(item.action, outcome="canceled", reason="shutdown",
                                      detail="the daemon stopped before this run started")
             return None
-        result = executor.execute(plan, run_id=new_run_id())
+        result = execute(plan, executor=executor, run_id=new_run_id())
         self._finished(item, result)
 
     def _started(self, item: Item, run_id: str) -> None:

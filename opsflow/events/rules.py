@@ -85,12 +85,20 @@ def rules_of(path: str, runbook: Runbook, inventory: Inventory) -> list[Rule]:
             for i, t in enumerate(triggers)]
 
 
+MATCH_LIMIT = 8192  # characters of an event field a trigger regex or glob looks at: bounded work per event
+
+
+def _bounded(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    return text[:MATCH_LIMIT]
+
+
 def extract(event: Event, ref: FieldRef) -> Any:
     """The value a field reference points at: the whole field, or the regex's first group (or match)."""
     value = event.get(ref.field)
     if ref.regex is None or value is None:
         return value
-    m = re.search(ref.regex, value if isinstance(value, str) else str(value))
+    m = re.search(ref.regex, _bounded(value))
     if not m:
         return None
     return m.group(1) if m.re.groups else m.group(0)
@@ -100,7 +108,7 @@ def pattern_ok(pattern: Pattern, value: Any) -> bool:
     """Exact value(s), or ``~regex`` (full match); a missing value matches nothing."""
     if value is None:
         return False
-    text = value if isinstance(value, str) else str(value)
+    text = _bounded(value)
     for p in pattern if isinstance(pattern, list) else [pattern]:
         if p.startswith("~"):
             if re.fullmatch(p[1:], text):

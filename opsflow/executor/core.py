@@ -50,6 +50,10 @@ class Executor:
         sub._contexts = self._contexts
         return sub
 
+    def _run_child(self, plan: Plan) -> RunResult:
+        """A sub-runbook's plan, run by a child executor: same store, observer and cancellation."""
+        return self.child().execute(plan)
+
     def request_cancel(self, reason: str = "canceled by signal", hard: bool = False) -> None:
         """Let no new host or step start; with ``hard``, also kill what is in flight."""
         if not self.cancel.is_set():
@@ -81,7 +85,7 @@ class Executor:
                          cancel=self.cancel, run_id=state.run_id, multiplex=ssh_sessions(plan) > 1)
         self._contexts.append(ctx)
         runner = StepRunner(Services(self.store, self.observer, self.cancel, lambda: self.cancel_reason,
-                                     lambda child: self.child().execute(child)), state, ctx)
+                                     self._run_child), state, ctx)
         error: str | None = None
         timer = None
         if rb.timeout:
