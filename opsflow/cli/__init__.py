@@ -44,6 +44,21 @@ class _Main(click.Group):
         cmd: click.Command = getattr(importlib.import_module(module), attr)
         return cmd
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        if args and not ctx.resilient_parsing and args[0] not in COMMANDS and not args[0].startswith("-"):
+            self.unknown_command(ctx, args[0], self.list_commands(ctx))
+        return super().resolve_command(ctx, args)
+
+    @staticmethod
+    def unknown_command(ctx: click.Context, name: str, known: list[str]) -> None:
+        """Exit 2: no such command, with the closest known one(s) when there is one."""
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+        ctx.fail(f"No such command '{for_terminal(name)}'{hint} (commands: {', '.join(known)})")
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
             formatter.write_dl([(name, COMMANDS[name][2]) for name in self.list_commands(ctx)])

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from opsflow.errors import RunbookError, UsageError
+from opsflow.results import RunStatus
 from opsflow.textsafe import for_terminal as safe
 
 
@@ -56,7 +57,7 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
     from opsflow.cli.render import ProgressObserver, run_json
     from opsflow.cli.render import junit as junit_xml
     from opsflow.executor import Executor
-    from opsflow.plan import build_plan
+    from opsflow.planning import build_plan
     from opsflow.store import open_store
 
     plan = build_plan(request)  # bad input fails here: nothing is recorded
@@ -124,7 +125,7 @@ def _outputs(fn: Any) -> Any:
 def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
         check: bool, strict: bool, trigger: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
     """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
-    from opsflow.plan import RunRequest, default_inventory
+    from opsflow.planning import RunRequest, default_inventory
 
     if strict and not check:
         raise UsageError("--strict only applies with --check")
@@ -145,7 +146,7 @@ def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_
     """Continue a failed, partial, canceled or abandoned run from the steps it did not complete."""
     import hashlib
 
-    from opsflow.plan import RunRequest
+    from opsflow.planning import RunRequest
     from opsflow.resume import resume_target
     from opsflow.store import open_store
 
@@ -170,7 +171,7 @@ def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_
 
 
 def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) -> None:
-    from opsflow.plan import who
+    from opsflow.planning import who
     from opsflow.store import open_store
 
     store = open_store(db)
@@ -208,7 +209,7 @@ def deny(run_id: str, comment: str | None, db: str | None) -> None:
 def validate(paths: tuple[str, ...], inventory: str | None) -> None:
     """Check runbooks: schema, unknown keys, types, templates, playbooks, targets. Exit 2 on any error."""
     from opsflow.inventory import load_inventory
-    from opsflow.plan import default_inventory
+    from opsflow.planning import default_inventory
     from opsflow.runbook.validate import find_runbooks, load_runbook
 
     inv_path = inventory or default_inventory()
@@ -248,8 +249,8 @@ def list_runbooks(paths: tuple[str, ...]) -> None:
 
 
 @click.command()
-@click.option("--runbook", default=None)
-@click.option("--status", default=None)
+@click.option("--runbook", default=None, help="only runs of this runbook (its name)")
+@click.option("--status", default=None, type=click.Choice([str(s) for s in RunStatus]), help="only runs in this state")
 @click.option("--since", default=None, help="e.g. 30m, 12h, 7d")
 @click.option("--limit", "-n", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -326,7 +327,7 @@ def schema() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, as_json: bool) -> None:
     """Print the plan of a run (steps × hosts) without touching any target."""
-    from opsflow.plan import RunRequest, build_plan, default_inventory
+    from opsflow.planning import RunRequest, build_plan, default_inventory
 
     p = build_plan(RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
                               limit=limit))

@@ -45,7 +45,18 @@ name_option = click.option(
 )
 
 
-@click.group()
+class _LabGroup(click.Group):
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                            list[str]]:
+        known = self.list_commands(ctx)
+        if args and not ctx.resilient_parsing and args[0] not in known and not args[0].startswith("-"):
+            from opsflow.cli import _Main
+
+            _Main.unknown_command(ctx, args[0], known)
+        return super().resolve_command(ctx, args)
+
+
+@click.group(cls=_LabGroup)
 def lab() -> None:
     """The local lab: real OpenSSH servers and FRR routers in namespaces of this machine (root)."""
 

@@ -14,7 +14,7 @@ import time
 from typing import Any, TextIO
 from xml.etree import ElementTree as ET
 
-from opsflow.plan import Plan, PlannedStep
+from opsflow.planning import Plan, PlannedStep
 from opsflow.results import HostStatus, RunResult, StepResult
 from opsflow.textsafe import for_terminal, for_xml, markup_literal
 
@@ -143,30 +143,77 @@ def run_json(record: dict[str, Any], results: list[dict[str, Any]]) -> str:
     return json.dumps({**record, "results": results}, indent=2, default=str)
 
 
-def junit(record: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
-    """JUnit XML; every text and attribute from data passes :func:`for_xml`, so the file is always well-formed."""
-    x = for_xml
-    suite = ET.Element("testsuite", name=x(f"opsflow.{record['runbook']}"), timestamp=time.strftime(
-        "%Y-%m-%dT%H:%M:%S", time.gmtime(record["started_at"])), time=f"{record.get('duration') or 0:.3f}")
-    counts = {"tests": 0, "failures": 0, "skipped": 0}
+def _iso(ts: float | None) -> str:
+    """An ISO 8601 timestamp with the zone offset of this machine (``2025-01-01T12:00:00+01:00``)."""
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts or 0.0).astimezone().isoformat(timespec="seconds")
+
+
+def _case_names(record: dict[str, Any], results: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(classname, name) of each result: ``<runbook>.<step>`` and the host, unique within the file.
+
+    A step whose name an earlier step (or a rollback / on_failure step) already has is told apart by
+    its place, ``<step> (step N)`` — the first keeps its plain name, so its history in CI stays —
+    and anything still equal (a step literally named like that) gets ``#2``, ``#3``.
+    """
+    first: dict[str, tuple[str, int]] = {}
+    used: set[tuple[str, str]] = set()
+    out = []
     for r in results:
+        step, phase, index = str(r["step"]), str(r.get("phase") or "main"), int(r.get("step_index") or 0)
+        owner = first.setdefault(step, (phase, index))
+        if owner != (phase, index):
+            where = f"step {index + 1}" if phase == "main" else f"{phase} step {index + 1}"
+            step = f"{step} ({where})"
+        key = (f"{record['runbook']}.{step}", str(r["host"]))
+        n = 1
+        while key in used:
+            n += 1
+            key = (f"{record['runbook']}.{step} #{n}", str(r["host"]))
+        used.add(key)
+        out.append(key)
+    return out
+
+
+def junit(record: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
+    """JUnit XML (valid against Jenkins' junit-10.xsd); every text and attribute from data passes
+    :func:`for_xml`, so the file is always well-formed XML 1.0 whatever the targets printed.
+
+    One test case per step and host, named uniquely; stdout and stderr of every case, passing or
+    not, in ``system-out`` / ``system-err``; timestamps with their zone offset.
+    """
+    x = for_xml
+    suite = ET.Element("testsuite", name=x(f"opsflow.{record['runbook']}"), timestamp=_iso(record["started_at"]),
+                       time=f"{record.get('duration') or 0:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for key in ("id", "trigger", "started_by", "runbook_hash", "status"):
+        if record.get(key) is not None:
+            ET.SubElement(props, "property", name="run_id" if key == "id" else key, value=x(record[key]))
+    ET.SubElement(props, "property", name="check_mode", value="true" if record.get("check_mode") else "false")
+    counts = {"tests": 0, "failures": 0, "skipped": 0}
+    for r, (classname, name) in zip(results, _case_names(record, results), strict=True):
         counts["tests"] += 1
-        case = ET.SubElement(suite, "testcase", classname=x(f"{record['runbook']}.{r['step']}"), name=x(r["host"]),
+        case = ET.SubElement(suite, "testcase", classname=x(classname), name=x(name),
                              time=f"{r['duration'] or 0:.3f}")
+        if r.get("started_at"):
+            case.set("timestamp", _iso(r["started_at"]))
         if r["status"] in ("failed", "unreachable", "timeout") and not r["data"].get("ignored"):
             counts["failures"] += 1
             fail = ET.SubElement(case, "failure", message=x(f"{r['status']}: {r['error'] or ''}"[:500]),
                                  type=x(r["error_class"] or r["status"]))
-            fail.text = x("\n".join(v for v in (r["stdout"], r["stderr"]) if v))
+            fail.text = x("\n".join(v for v in (r["error"], r["stdout"], r["stderr"]) if v))
         elif r["status"] == "skipped":
             counts["skipped"] += 1
             ET.SubElement(case, "skipped", message=x(r["error"] or "skipped"))
-        if r["stdout"]:
-            ET.SubElement(case, "system-out").text = x(r["stdout"])
+        for tag, key in (("system-out", "stdout"), ("system-err", "stderr")):
+            if r[key]:
+                ET.SubElement(case, tag).text = x(r[key])
     for k, v in counts.items():
         suite.set(k, str(v))
     suite.set("errors", "0")
-    root = ET.Element("testsuites")
+    root = ET.Element("testsuites", name="opsflow", tests=str(counts["tests"]), failures=str(counts["failures"]),
+                      errors="0", time=f"{record.get('duration') or 0:.3f}")
     root.append(suite)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
