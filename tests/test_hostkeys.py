@@ -35,8 +35,6 @@ ROUTER_STEPS = {
     "network.backup": {"network.backup": None},
     "network.restore": {"network.restore": {"version": "latest"}},
 }
-# their message is still ssh's own words (opsflow/connectors/backup.py builds it): see the xfail below
-SSH_WORDS_ONLY = {"backup"}
 SERVERS = "srv1:srv2"
 ROUTERS = "rtr1:rtr2"
 
@@ -95,7 +93,7 @@ def test_every_action_refuses_a_wrong_host_key(kind: str, tmp_path: Path, lab: A
              for (step, host), r in sorted(steps.items())
              if (r["status"], r["error_class"], r["attempts"]) != ("failed", "HostKeyVerificationFailed", 1)
              or "host key" not in (r["error"] or "").lower()
-             or (step not in SSH_WORDS_ONLY and not _names_the_problem(r["error"], host))}
+             or not _names_the_problem(r["error"], host)}
     assert not wrong, "\n".join(f"{k}: {v}" for k, v in wrong.items())
 
     # nothing changed on the targets, nothing stored
@@ -111,8 +109,6 @@ def test_every_action_refuses_a_wrong_host_key(kind: str, tmp_path: Path, lab: A
     assert "HostKeyVerificationFailed" in shown or "host key" in shown.lower()
 
 
-@pytest.mark.xfail(strict=True, reason="opsflow/connectors/backup.py _unreachable() reports ssh's stderr tail, "
-                                       "not ssh.ssh_failure()'s message naming the host and known_hosts")
 def test_server_backup_names_the_host_key(tmp_path: Path, lab: Any, lab_inventory: Path) -> None:
     cli = Cli(home=tmp_path / "home", inventory=_inventory_with(lab, lab_inventory, tmp_path, ""))
     run = cli.run_json(str(_runbook(tmp_path, {"backup": SERVER_STEPS["backup"]}, {})), "--limit", "srv1")

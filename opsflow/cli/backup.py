@@ -11,6 +11,7 @@ import click
 
 from opsflow.backup.repo import BackupError
 from opsflow.errors import UsageError
+from opsflow.textsafe import for_terminal
 
 if TYPE_CHECKING:
     from opsflow.backup.archives import ArchiveStore
@@ -68,7 +69,7 @@ def list_(name: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for r in rows:
-        click.echo(f"{r['name']:<12} {r['kind']:<8} {r['version']:<34} {_when(r['at'])}  {r['note']}")
+        click.echo(for_terminal(f"{r['name']:<12} {r['kind']:<8} {r['version']:<34} {_when(r['at'])}  {r['note']}"))
 
 
 @backup.command()
@@ -77,7 +78,7 @@ def list_(name: str | None, as_json: bool) -> None:
 def show(device: str, version: str | None) -> None:
     """A device's saved config (default: the latest version)."""
     repo, _ = _stores()
-    click.echo(repo.show(device, version), nl=False)
+    click.echo(for_terminal(repo.show(device, version)), nl=False)
 
 
 @backup.command()
@@ -88,7 +89,7 @@ def diff(device: str, v1: str | None, v2: str | None) -> None:
     """Diff of two versions (default: previous → latest; one version → that → latest)."""
     repo, _ = _stores()
     text = repo.diff(device, v1, v2 or ("latest" if v1 else None))
-    click.echo(text or "no difference", nl=not text)
+    click.echo(for_terminal(text) or "no difference", nl=not text)
 
 
 @backup.command()
@@ -115,8 +116,8 @@ def verify(name: str | None, all_: bool) -> None:
     for a in found:
         problems = archives.verify(a)
         bad += bool(problems)
-        click.echo(f"{'FAILED' if problems else 'ok':<7}archive {a.host:<12} {a.id}"
-                   + (f": {'; '.join(problems[:3])}" if problems else ""))
+        click.echo(for_terminal(f"{'FAILED' if problems else 'ok':<7}archive {a.host:<12} {a.id}"
+                                + (f": {'; '.join(problems[:3])}" if problems else "")))
     versions = 0
     legacy = 0
     for c in configs:
@@ -125,7 +126,7 @@ def verify(name: str | None, all_: bool) -> None:
         legacy += bool(c.ok and c.note.startswith("no recorded checksum"))
         vid = c.version.id if c.version else "-"
         detail = f": {'; '.join(c.problems)}" if c.problems else (f" ({c.note})" if c.note else "")
-        click.echo(f"{'ok' if c.ok else 'FAILED':<7}config  {c.device:<12} {vid}{detail}")
+        click.echo(for_terminal(f"{'ok' if c.ok else 'FAILED':<7}config  {c.device:<12} {vid}{detail}"))
     summary = f"checked {len(found)} archive(s), {versions} config version(s): "
     summary += f"{bad} failed" if bad else "all ok"
     if legacy:

@@ -12,7 +12,7 @@ from opsflow.backup import backup_home
 from opsflow.backup.archives import ArchiveStore
 from opsflow.backup.repo import BackupError
 from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, run_process
-from opsflow.connectors.ssh import classify_ssh_failure
+from opsflow.connectors.ssh import ssh_failure
 from opsflow.results import HostStatus, StepResult
 
 
@@ -44,11 +44,7 @@ def _stream(argv: list[str], stdin: Path | None, stdout: Path | None, timeout: f
 
 
 def _unreachable(task: HostTask, rc: int | None, err: str) -> StepResult | None:
-    if rc == 255:
-        failure = classify_ssh_failure(err)
-        if failure:
-            return task.result(failure[0], rc=rc, error_class=failure[1], error=err.strip()[-300:])
-    return None
+    return ssh_failure(task, rc, err)
 
 
 class BackupConnector(PerHostConnector):
