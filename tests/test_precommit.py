@@ -1,4 +1,4 @@
-"""The `opsflow-validate` pre-commit hook (.pre-commit-hooks.yaml), run by the real `pre-commit`.
+"""opsflow in CI: the `opsflow-validate` pre-commit hook run by the real `pre-commit`, and the README's CI examples.
 
 pre-commit clones this repository at its committed HEAD and builds the hook's Python environment
 (``pip install`` of opsflow and its dependencies: about 40 s with pip's cache warm); the tests share
@@ -8,14 +8,20 @@ would build it again on every call: it keeps no store.)
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import re
+import shlex
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import click
 import pytest
+import yaml
 
+from opsflow.cli import main
 from tests.helpers import ROOT
 
 pytestmark = pytest.mark.timeout(300)
@@ -111,3 +117,61 @@ def test_only_runbooks_are_checked(repo: Path, env: dict[str, str]) -> None:
     assert both.returncode == 1, both.stdout + both.stderr
     assert BAD_AT in both.stdout and "ok  runbooks/ok.yaml" in both.stdout
     assert "inventory.yml" not in both.stdout  # not under runbooks/: never given to the hook
+
+
+def _ci_examples() -> list[object]:
+    """The YAML blocks of the README's "In CI" section, parsed: GitHub Actions, GitLab CI, pre-commit."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## In CI\n", 1)[1].split("\n## ", 1)[0]
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+
+
+def _opsflow_argv(line: str) -> list[str] | None:
+    words = shlex.split(line)
+    return words[words.index("opsflow") + 1:] if "opsflow" in words else None
+
+
+def _check_parses(argv: list[str]) -> None:
+    """The command line is one the real CLI accepts: known command, known options, allowed values."""
+    cmd: click.Command = main
+    args = list(argv)
+    name = "opsflow"
+    while isinstance(cmd, click.Group):
+        name = args.pop(0)
+        sub = cmd.get_command(click.Context(cmd), name)
+        assert sub is not None, f"no command {name!r} in {argv}"
+        cmd = sub
+    cmd.make_context(name, args)  # raises a click.UsageError on an unknown option or a bad value
+
+
+def _check_pipeline(lines: list[str], junit_glob: str) -> None:
+    commands = [argv for argv in map(_opsflow_argv, lines) if argv]
+    for argv in commands:
+        _check_parses(argv)
+    assert any(argv[0] == "validate" for argv in commands)
+    assert next(argv[:2] for argv in commands if argv[0] == "lab") == ["lab", "up"]
+    runs = [argv for argv in commands if argv[0] == "run"]
+    assert runs and all("--check" in argv and "--junit" in argv for argv in runs)
+    for argv in runs:
+        assert fnmatch.fnmatch(argv[argv.index("--junit") + 1], junit_glob), (argv, junit_glob)
+
+
+def test_readme_ci_examples() -> None:
+    github, gitlab, pre_commit = _ci_examples()
+    assert isinstance(github, dict) and isinstance(gitlab, dict) and isinstance(pre_commit, dict)
+
+    (job,) = github["jobs"].values()
+    steps = job["steps"]
+    published = [s for s in steps if str(s.get("uses", "")).startswith(("actions/upload-artifact",
+                                                                           "mikepenz/action-junit-report"))]
+    assert len(published) == 2 and all(s.get("if") == "always()" for s in published)
+    _check_pipeline([s["run"] for s in steps if "run" in s], published[1]["with"]["report_paths"])
+
+    (gl_job,) = gitlab.values()
+    assert gl_job["artifacts"]["when"] == "always"
+    _check_pipeline(gl_job["script"], gl_job["artifacts"]["reports"]["junit"])
+    assert [_opsflow_argv(line) for line in gl_job["after_script"]] == [["lab", "down", "--state-dir", ".lab"]]
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    (repo,) = pre_commit["repos"]
+    assert {h["id"] for h in repo["hooks"]} <= {h["id"] for h in hooks} == {"opsflow-validate"}
