@@ -28,6 +28,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "events": ("opsflow.cli.daemon", "events", "Received events and what became of them."),
     "breaker": ("opsflow.cli.daemon", "breaker", "Circuit breakers of event rules."),
     "lab": ("opsflow.cli.lab", "lab", "The local lab of real servers and routers."),
+    "db": ("opsflow.cli.db", "db", "The store's schema revision; upgrade it in place."),
+    "inventory": ("opsflow.cli.inventory", "inventory", "Hosts, variables and groups of an inventory, as Ansible sees them."),
 }
 
 

@@ -10,37 +10,16 @@ them or none (a sender whose request failed retries it, and nothing of it is the
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from opsflow.errors import StoreError
 
 if TYPE_CHECKING:
     from opsflow.events.models import Event
 
 Statement = tuple[str, tuple[Any, ...]]
-
-EVENTS_DDL = """
-CREATE TABLE IF NOT EXISTS events (
-  id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, source TEXT, name TEXT, status TEXT, host TEXT,
-  severity TEXT, message TEXT, fingerprint TEXT, occurrence TEXT, peer TEXT, payload TEXT, rules TEXT,
-  outcome TEXT, check_mode INTEGER DEFAULT 0);
-CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
-CREATE TABLE IF NOT EXISTS event_actions (
-  id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rule TEXT NOT NULL, host TEXT, dedup_key TEXT, occurrence TEXT,
-  outcome TEXT NOT NULL, reason TEXT, detail TEXT, run_id TEXT, run_status TEXT, daemon TEXT,
-  received_at DOUBLE PRECISION, queued_at DOUBLE PRECISION, started_at DOUBLE PRECISION,
-  ended_at DOUBLE PRECISION, start_latency DOUBLE PRECISION, end_latency DOUBLE PRECISION);
-CREATE INDEX IF NOT EXISTS event_actions_event ON event_actions (event_id);
-CREATE INDEX IF NOT EXISTS event_actions_run ON event_actions (run_id);
-CREATE INDEX IF NOT EXISTS event_actions_outcome ON event_actions (outcome);
-CREATE TABLE IF NOT EXISTS breakers (
-  rule TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'closed',
-  opened_at DOUBLE PRECISION, last_run TEXT, reset_at DOUBLE PRECISION, reset_by TEXT);
-"""
 
 PAYLOAD_LIMIT = 64 * 1024  # characters of an event's labels/annotations/data kept
 _EVENT_COLS = ("id", "received_at", "source", "name", "status", "host", "severity", "message", "fingerprint",
@@ -63,10 +42,8 @@ def _payload(event: Event) -> str:
 class EventStoreMixin:
     if TYPE_CHECKING:
         url: str
-        _conn: Any
-        _dialect: str
-        _lock: threading.Lock
 
+        def transaction(self) -> contextlib.AbstractContextManager[Callable[..., Any]]: ...
         def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]: ...
         def _sql(self, sql: str) -> str: ...
         def release_locks(self, run_id: str) -> None: ...
@@ -104,24 +81,9 @@ class EventStoreMixin:
         """Execute the statements in one transaction: every one of them, or (StoreError) none."""
         if not statements:
             return
-        with self._lock:
-            try:
-                if self._dialect == "postgres":
-                    with self._conn.transaction():
-                        for sql, args in statements:
-                            self._conn.execute(self._sql(sql), args)
-                    return
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    for sql, args in statements:
-                        self._conn.execute(sql, args)
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-            except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg errors alike
-                raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc} (nothing of it recorded)") from exc
+        with self.transaction() as execute:
+            for sql, args in statements:
+                execute(sql, args)
 
     def _actions(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         rows = self._exec(f"SELECT {', '.join(_ACTION_COLS)} FROM event_actions WHERE {where} ORDER BY id", args)

@@ -6,47 +6,23 @@ on record; ``reap()`` marks runs whose process died as ``abandoned``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from opsflow.errors import StoreError
 from opsflow.proc import process_alive, process_start
 from opsflow.results import RunStatus, StepResult
+from opsflow.store import migrate as schema
 from opsflow.store.base import RunRecord
-from opsflow.store.events import EVENTS_DDL, EventStoreMixin
-
-SCHEMA_VERSION = 1
-
-_DDL = """
-CREATE TABLE IF NOT EXISTS opsflow_meta (key TEXT PRIMARY KEY, value TEXT);
-CREATE TABLE IF NOT EXISTS runs (
-  id TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_path TEXT, runbook_hash TEXT, params TEXT,
-  trigger TEXT, started_by TEXT, status TEXT NOT NULL, check_mode INTEGER DEFAULT 0,
-  started_at DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION, duration DOUBLE PRECISION,
-  pid INTEGER, pid_start TEXT, node TEXT, error TEXT, hosts TEXT, parent_run TEXT, inventory TEXT);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
-CREATE INDEX IF NOT EXISTS runs_runbook ON runs (runbook, started_at);
-CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
-CREATE TABLE IF NOT EXISTS results (
-  id {serial}, run_id TEXT NOT NULL, step_index INTEGER, step TEXT, action TEXT, host TEXT, phase TEXT,
-  status TEXT, changed INTEGER, rc INTEGER, started_at DOUBLE PRECISION, ended_at DOUBLE PRECISION,
-  duration DOUBLE PRECISION, attempts INTEGER, stdout TEXT, stderr TEXT, data TEXT, error_class TEXT,
-  error TEXT);
-CREATE INDEX IF NOT EXISTS results_run ON results (run_id, step_index);
-CREATE TABLE IF NOT EXISTS locks (
-  resource TEXT PRIMARY KEY, run_id TEXT NOT NULL, runbook TEXT, pid INTEGER, pid_start TEXT, node TEXT,
-  acquired_at DOUBLE PRECISION);
-CREATE TABLE IF NOT EXISTS approvals (
-  run_id TEXT NOT NULL, step_index INTEGER NOT NULL, step TEXT, message TEXT, state TEXT NOT NULL,
-  requested_at DOUBLE PRECISION, deadline DOUBLE PRECISION, decided_at DOUBLE PRECISION, decided_by TEXT,
-  comment TEXT, PRIMARY KEY (run_id, step_index));
-"""
+from opsflow.store.events import EventStoreMixin
 
 _RUN_COLS = ("id", "runbook", "runbook_path", "runbook_hash", "params", "trigger", "started_by", "status",
              "check_mode", "started_at", "ended_at", "duration", "pid", "pid_start", "node", "error", "hosts",
@@ -57,26 +33,20 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
 
 
 class SqlStore(EventStoreMixin):
-    def __init__(self, url: str, conn: Any, dialect: str) -> None:
-        self.url = url
-        self._conn = conn
+    def __init__(self, url: str, raw_url: str, dialect: str, conn: Any = None, pool: Any = None) -> None:
+        self.url = url  # for messages: any password masked
+        self._raw_url = raw_url
         self._dialect = dialect
+        self._conn = conn  # SQLite: one connection, statements serialised by _lock
+        self._pool = pool  # PostgreSQL: a SQLAlchemy connection pool
         self._lock = threading.Lock()
 
     # ---- connection ------------------------------------------------------------------
     @classmethod
-    def connect(cls, url: str) -> SqlStore:
-        conn: Any
+    def connect(cls, url: str, migrate: bool = True) -> SqlStore:
+        """Open the store; with ``migrate``, bring its schema to this opsflow's (see opsflow.store.migrate)."""
         if url.startswith(("postgresql://", "postgres://")):
-            try:
-                import psycopg
-            except ImportError as exc:
-                raise StoreError("PostgreSQL store needs psycopg: pip install 'opsflow[postgres]'") from exc
-            try:
-                conn = psycopg.connect(url, autocommit=True, connect_timeout=5)
-            except psycopg.Error as exc:
-                raise StoreError(f"cannot connect to PostgreSQL store: {str(exc).strip()}") from exc
-            store = cls(_redact_url(url), conn, "postgres")
+            store = cls(_redact_url(url), url, "postgres", pool=_pg_pool(url))
         else:
             path = Path(url.removeprefix("sqlite:///").removeprefix("sqlite://"))
             try:
@@ -87,34 +57,77 @@ class SqlStore(EventStoreMixin):
                 conn.execute("PRAGMA busy_timeout=30000")
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open store {path}: {exc}") from exc
-            store = cls(str(path), conn, "sqlite")
-        store._migrate()
+            store = cls(str(path), str(path), "sqlite", conn=conn)
+        if migrate:
+            schema.ensure_current(store._exec, store.url, store._raw_url, store._dialect,
+                                  auto=store._dialect == "sqlite")
         return store
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        """A driver connection for a few statements (autocommit; ``transaction()`` for more)."""
+        if self._pool is None:
+            with self._lock:
+                yield self._conn
+            return
+        fairy = self._pool.connect()
+        try:
+            yield fairy.driver_connection
+        finally:
+            fairy.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Callable[[str, tuple[Any, ...]], Any]]:
+        """Statements in one transaction: all of them, or (StoreError) none."""
+        try:
+            with self.connection() as conn:
+                def execute(sql: str, args: tuple[Any, ...] = ()) -> Any:
+                    return conn.execute(self._sql(sql), args)
+
+                if self._dialect == "postgres":
+                    with conn.transaction():
+                        yield execute
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield execute
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg errors alike
+            raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc} (nothing of it recorded)") from exc
 
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self._dialect == "postgres" else sql
 
     def _exec(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            try:
-                cur = self._conn.execute(self._sql(sql), args)
+        try:
+            if self._pool is None:  # SQLite, the hot path of every result recorded: no detour
+                with self._lock:
+                    cur = self._conn.execute(sql, args)
+                    return list(cur.fetchall()) if cur.description else []
+            with self.connection() as conn:
+                cur = conn.execute(self._sql(sql), args)
                 return list(cur.fetchall()) if cur.description else []
-            except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg errors alike
-                raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - sqlite3 and psycopg errors alike
+            raise StoreError(f"store {self.url}: {type(exc).__name__}: {exc}") from exc
 
-    def _migrate(self) -> None:
-        serial = "BIGSERIAL PRIMARY KEY" if self._dialect == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"
-        for stmt in (_DDL + EVENTS_DDL).format(serial=serial).split(";"):
-            if stmt.strip():
-                self._exec(stmt)
-        rows = self._exec("SELECT value FROM opsflow_meta WHERE key = 'schema'")
-        if not rows:
-            self._exec("INSERT INTO opsflow_meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(rows[0][0]) > SCHEMA_VERSION:
-            raise StoreError(f"store {self.url} has schema {rows[0][0]}, newer than this opsflow "
-                             f"({SCHEMA_VERSION}); upgrade opsflow")
+    def revision(self) -> str | None:
+        """The schema revision (``opsflow db current``)."""
+        return schema.revision(self._exec)
+
+    def upgrade(self) -> tuple[str | None, str]:
+        """``opsflow db upgrade``: (revision before, after)."""
+        return schema.upgrade(self._exec, self.url, self._raw_url, self._dialect)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.dispose()
+            return
         with self._lock:
             self._conn.close()
 
@@ -158,8 +171,8 @@ class SqlStore(EventStoreMixin):
         node = socket.gethostname()
         pid, start = os.getpid(), process_start(os.getpid())
         for _ in range(3):
-            with self._lock:
-                cur = self._conn.execute(self._sql(
+            with self.connection() as conn:
+                cur = conn.execute(self._sql(
                     "INSERT INTO locks (resource, run_id, runbook, pid, pid_start, node, acquired_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (resource) DO NOTHING"),
                     (resource, run_id, runbook, pid, start, node, time.time()))
@@ -301,6 +314,25 @@ class SqlStore(EventStoreMixin):
             d["changed"] = bool(d["changed"])
             out.append(d)
         return out
+
+
+def _pg_pool(url: str) -> Any:
+    """A pool of autocommit psycopg connections (SQLAlchemy's QueuePool): the daemon's threads query at once."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        raise StoreError("PostgreSQL store needs psycopg: pip install 'opsflow[postgres]'") from exc
+    from sqlalchemy.pool import QueuePool
+
+    def creator() -> Any:
+        return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+    pool = QueuePool(creator, pool_size=5, max_overflow=10, timeout=30, recycle=3600, reset_on_return=None)
+    try:
+        pool.connect().close()  # fail now, with a clear message, when the server is not there
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot connect to PostgreSQL store: {str(exc).strip()}") from exc
+    return pool
 
 
 def _redact_url(url: str) -> str:

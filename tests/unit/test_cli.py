@@ -21,7 +21,7 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = ("import sys; from opsflow.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
             "heavy = [m for m in ('ansible', 'ansible_runner', 'nornir', 'netmiko', 'paramiko', 'pydantic', "
-            "'jinja2', 'rich', 'opsflow.lab', 'testinfra') if m in sys.modules]\n"
+            "'jinja2', 'rich', 'opsflow.lab', 'testinfra', 'sqlalchemy', 'alembic') if m in sys.modules]\n"
             "print('HEAVY', heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "HEAVY []" in out, out

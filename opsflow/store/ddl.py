@@ -1,0 +1,47 @@
+"""The store's schema as released before migrations (opsflow_meta schema 1), frozen.
+
+Migration 0001 runs it; an empty store is created from it plus what later migrations add
+(``opsflow.store.migrate.HEAD_DDL``). Never edit it: add a migration instead.
+"""
+
+BASELINE_DDL = """
+CREATE TABLE IF NOT EXISTS opsflow_meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+  id TEXT PRIMARY KEY, runbook TEXT NOT NULL, runbook_path TEXT, runbook_hash TEXT, params TEXT,
+  trigger TEXT, started_by TEXT, status TEXT NOT NULL, check_mode INTEGER DEFAULT 0,
+  started_at DOUBLE PRECISION NOT NULL, ended_at DOUBLE PRECISION, duration DOUBLE PRECISION,
+  pid INTEGER, pid_start TEXT, node TEXT, error TEXT, hosts TEXT, parent_run TEXT, inventory TEXT);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_at);
+CREATE INDEX IF NOT EXISTS runs_runbook ON runs (runbook, started_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status);
+CREATE TABLE IF NOT EXISTS results (
+  id {serial}, run_id TEXT NOT NULL, step_index INTEGER, step TEXT, action TEXT, host TEXT, phase TEXT,
+  status TEXT, changed INTEGER, rc INTEGER, started_at DOUBLE PRECISION, ended_at DOUBLE PRECISION,
+  duration DOUBLE PRECISION, attempts INTEGER, stdout TEXT, stderr TEXT, data TEXT, error_class TEXT,
+  error TEXT);
+CREATE INDEX IF NOT EXISTS results_run ON results (run_id, step_index);
+CREATE TABLE IF NOT EXISTS locks (
+  resource TEXT PRIMARY KEY, run_id TEXT NOT NULL, runbook TEXT, pid INTEGER, pid_start TEXT, node TEXT,
+  acquired_at DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS approvals (
+  run_id TEXT NOT NULL, step_index INTEGER NOT NULL, step TEXT, message TEXT, state TEXT NOT NULL,
+  requested_at DOUBLE PRECISION, deadline DOUBLE PRECISION, decided_at DOUBLE PRECISION, decided_by TEXT,
+  comment TEXT, PRIMARY KEY (run_id, step_index));
+CREATE TABLE IF NOT EXISTS events (
+  id TEXT PRIMARY KEY, received_at DOUBLE PRECISION NOT NULL, source TEXT, name TEXT, status TEXT, host TEXT,
+  severity TEXT, message TEXT, fingerprint TEXT, occurrence TEXT, peer TEXT, payload TEXT, rules TEXT,
+  outcome TEXT, check_mode INTEGER DEFAULT 0);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_at);
+CREATE TABLE IF NOT EXISTS event_actions (
+  id TEXT PRIMARY KEY, event_id TEXT NOT NULL, rule TEXT NOT NULL, host TEXT, dedup_key TEXT, occurrence TEXT,
+  outcome TEXT NOT NULL, reason TEXT, detail TEXT, run_id TEXT, run_status TEXT, daemon TEXT,
+  received_at DOUBLE PRECISION, queued_at DOUBLE PRECISION, started_at DOUBLE PRECISION,
+  ended_at DOUBLE PRECISION, start_latency DOUBLE PRECISION, end_latency DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS event_actions_event ON event_actions (event_id);
+CREATE INDEX IF NOT EXISTS event_actions_run ON event_actions (run_id);
+CREATE INDEX IF NOT EXISTS event_actions_outcome ON event_actions (outcome);
+CREATE TABLE IF NOT EXISTS breakers (
+  rule TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'closed',
+  opened_at DOUBLE PRECISION, last_run TEXT, reset_at DOUBLE PRECISION, reset_by TEXT);
+INSERT INTO opsflow_meta (key, value) VALUES ('schema', '1');
+"""

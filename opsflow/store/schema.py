@@ -1,0 +1,81 @@
+"""The store's tables as SQLAlchemy Core metadata: what the Alembic migrations build, and what a
+test compares a migrated database with (so model and migrations never drift apart).
+
+Imported only by the migrations and the tests: the store itself talks to its database through
+the driver (sqlite3, psycopg) on SQL it owns, so opening a store that is current costs no
+SQLAlchemy import.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, Table, Text
+
+metadata = MetaData()
+F = Float(precision=53)  # DOUBLE PRECISION on PostgreSQL, REAL on SQLite
+
+opsflow_meta = Table("opsflow_meta", metadata, Column("key", Text, primary_key=True), Column("value", Text))
+
+runs = Table(
+    "runs", metadata,
+    Column("id", Text, primary_key=True), Column("runbook", Text, nullable=False), Column("runbook_path", Text),
+    Column("runbook_hash", Text), Column("params", Text), Column("trigger", Text), Column("started_by", Text),
+    Column("status", Text, nullable=False), Column("check_mode", Integer, server_default="0"),
+    Column("started_at", F, nullable=False), Column("ended_at", F), Column("duration", F),
+    Column("pid", Integer), Column("pid_start", Text), Column("node", Text), Column("error", Text),
+    Column("hosts", Text), Column("parent_run", Text), Column("inventory", Text),
+    Index("runs_started", "started_at"), Index("runs_runbook", "runbook", "started_at"),
+    Index("runs_status", "status"), Index("runs_parent", "parent_run"),
+)
+
+results = Table(
+    "results", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("run_id", Text, nullable=False), Column("step_index", Integer), Column("step", Text),
+    Column("action", Text), Column("host", Text), Column("phase", Text), Column("status", Text),
+    Column("changed", Integer), Column("rc", Integer), Column("started_at", F), Column("ended_at", F),
+    Column("duration", F), Column("attempts", Integer), Column("stdout", Text), Column("stderr", Text),
+    Column("data", Text), Column("error_class", Text), Column("error", Text),
+    Index("results_run", "run_id", "step_index"), Index("results_host", "host", "started_at"),
+)
+
+locks = Table(
+    "locks", metadata,
+    Column("resource", Text, primary_key=True), Column("run_id", Text, nullable=False), Column("runbook", Text),
+    Column("pid", Integer), Column("pid_start", Text), Column("node", Text), Column("acquired_at", F),
+)
+
+approvals = Table(
+    "approvals", metadata,
+    Column("run_id", Text, primary_key=True), Column("step_index", Integer, primary_key=True),
+    Column("step", Text), Column("message", Text), Column("state", Text, nullable=False),
+    Column("requested_at", F), Column("deadline", F), Column("decided_at", F), Column("decided_by", Text),
+    Column("comment", Text),
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", Text, primary_key=True), Column("received_at", F, nullable=False), Column("source", Text),
+    Column("name", Text), Column("status", Text), Column("host", Text), Column("severity", Text),
+    Column("message", Text), Column("fingerprint", Text), Column("occurrence", Text), Column("peer", Text),
+    Column("payload", Text), Column("rules", Text), Column("outcome", Text),
+    Column("check_mode", Integer, server_default="0"),
+    Index("events_received", "received_at"),
+)
+
+event_actions = Table(
+    "event_actions", metadata,
+    Column("id", Text, primary_key=True), Column("event_id", Text, nullable=False), Column("rule", Text, nullable=False),
+    Column("host", Text), Column("dedup_key", Text), Column("occurrence", Text), Column("outcome", Text, nullable=False),
+    Column("reason", Text), Column("detail", Text), Column("run_id", Text), Column("run_status", Text),
+    Column("daemon", Text), Column("received_at", F), Column("queued_at", F), Column("started_at", F),
+    Column("ended_at", F), Column("start_latency", F), Column("end_latency", F),
+    Index("event_actions_event", "event_id"), Index("event_actions_run", "run_id"),
+    Index("event_actions_outcome", "outcome"),
+)
+
+breakers = Table(
+    "breakers", metadata,
+    Column("rule", Text, primary_key=True), Column("failures", Integer, nullable=False, server_default="0"),
+    Column("state", Text, nullable=False, server_default="closed"), Column("opened_at", F),
+    Column("last_run", Text), Column("reset_at", F), Column("reset_by", Text),
+)
