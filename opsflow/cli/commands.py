@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import sys
 import time
@@ -12,6 +11,7 @@ from typing import Any
 
 import click
 
+from opsflow.cli.options import db_opt, inventory_opt, parse_since
 from opsflow.errors import RunbookError, UsageError
 from opsflow.results import RunStatus
 from opsflow.textsafe import for_terminal as safe
@@ -36,20 +36,6 @@ def parse_extra(values: tuple[str, ...]) -> dict[str, Any]:
             raise UsageError(f"-e {item!r}: expected key=value or @file.yml")
         out[key.strip()] = value
     return out
-
-
-def parse_since(text: str) -> float:
-    m = re.fullmatch(r"(\d+)\s*([smhdw])", text.strip())
-    if not m:
-        raise UsageError(f"--since {text!r}: expected a duration like 30m, 12h, 7d, 2w")
-    n, unit = int(m[1]), m[2]
-    return time.time() - n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-
-
-_inventory_opt = click.option("--inventory", "-i", default=None, envvar="OPSFLOW_INVENTORY",
-                              help="inventory file or directory [env OPSFLOW_INVENTORY; default ./inventory]")
-_db_opt = click.option("--db", default=None, envvar="OPSFLOW_DB",
-                       help="store: SQLite path or postgresql:// URL [env OPSFLOW_DB]")
 
 
 def execute_request(request: Any, db: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
@@ -115,8 +101,8 @@ def _outputs(fn: Any) -> Any:
 @click.argument("runbook", type=click.Path(dir_okay=False))
 @click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE", help="a param (repeatable), or @file.yml")
 @click.option("--limit", "-l", default=None, help="inventory pattern restricting the targets")
-@_inventory_opt
-@_db_opt
+@inventory_opt
+@db_opt
 @click.option("--check", is_flag=True, help="dry run: change nothing, show what would change")
 @click.option("--strict", is_flag=True, help="with --check: refuse when a step cannot be checked")
 @click.option("--trigger", default=None, type=click.Choice(["cli", "ci", "event", "schedule", "api"]),
@@ -138,7 +124,7 @@ def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str 
 @click.argument("run_id")
 @click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE",
               help="override a recorded param; secret params must be given again")
-@_db_opt
+@db_opt
 @click.option("--force", is_flag=True, help="resume even though the runbook file changed since the run")
 @_outputs
 def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_json: bool, junit: str | None,
@@ -188,7 +174,7 @@ def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) ->
 @click.command()
 @click.argument("run_id")
 @click.option("--comment", "-m", default=None)
-@_db_opt
+@db_opt
 def approve(run_id: str, comment: str | None, db: str | None) -> None:
     """Let a run waiting at an approval step go on."""
     _decide(run_id, True, comment, db)
@@ -197,7 +183,7 @@ def approve(run_id: str, comment: str | None, db: str | None) -> None:
 @click.command()
 @click.argument("run_id")
 @click.option("--comment", "-m", default=None)
-@_db_opt
+@db_opt
 def deny(run_id: str, comment: str | None, db: str | None) -> None:
     """Stop a run waiting at an approval step."""
     _decide(run_id, False, comment, db)
@@ -205,7 +191,7 @@ def deny(run_id: str, comment: str | None, db: str | None) -> None:
 
 @click.command()
 @click.argument("paths", nargs=-1)
-@_inventory_opt
+@inventory_opt
 def validate(paths: tuple[str, ...], inventory: str | None) -> None:
     """Check runbooks: schema, unknown keys, types, templates, playbooks, targets. Exit 2 on any error."""
     from opsflow.inventory import load_inventory
@@ -254,7 +240,7 @@ def list_runbooks(paths: tuple[str, ...]) -> None:
 @click.option("--since", default=None, help="e.g. 30m, 12h, 7d")
 @click.option("--limit", "-n", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@_db_opt
+@db_opt
 def history(runbook: str | None, status: str | None, since: str | None, limit: int, as_json: bool,
             db: str | None) -> None:
     """Past runs, newest first."""
@@ -288,7 +274,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
 @click.argument("run_id")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--verbose", "-v", is_flag=True, help="print every output in full")
-@_db_opt
+@db_opt
 def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
     """One run: steps × hosts with durations and outputs."""
     from opsflow.cli.render import run_json, show_run
@@ -306,7 +292,7 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
     else:
         show_run(sys.stdout, record, results, verbose)
         if event:
-            from opsflow.cli.daemon import describe_event
+            from opsflow.cli.render import describe_event
 
             click.echo(safe(describe_event(event)))
 
@@ -323,7 +309,7 @@ def schema() -> None:
 @click.argument("runbook", type=click.Path(dir_okay=False))
 @click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE")
 @click.option("--limit", "-l", default=None)
-@_inventory_opt
+@inventory_opt
 @click.option("--json", "as_json", is_flag=True)
 def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, as_json: bool) -> None:
     """Print the plan of a run (steps × hosts) without touching any target."""

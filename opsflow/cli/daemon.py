@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from opsflow.cli.commands import _db_opt, _inventory_opt, parse_since
+from opsflow.cli.options import db_opt, inventory_opt, parse_since
 from opsflow.errors import UsageError
 from opsflow.textsafe import for_terminal
 
@@ -36,8 +36,8 @@ def parse_budget(text: str) -> tuple[int, float]:
 @click.option("--syslog-allow", multiple=True, metavar="CIDR",
               help="networks allowed to send syslog (repeatable) [default: loopback only]")
 @click.option("--runbooks", default="runbooks", show_default=True, help="directory of runbooks with triggers")
-@_inventory_opt
-@_db_opt
+@inventory_opt
+@db_opt
 @click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256), help="runs at a time")
 @click.option("--queue", "queue_size", default=100, show_default=True, type=click.IntRange(1, 100000),
               help="remediations waiting for a worker, at most (more are recorded queue_full)")
@@ -63,7 +63,6 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     from opsflow.events.server import Auth, Listener, parse_address, require_auth
     from opsflow.planning import default_inventory
     from opsflow.store import open_store
-    from opsflow.store.sql import SqlStore
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("opsflow").setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -73,7 +72,6 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     syslog_address = parse_address(syslog, "--syslog") if syslog else None
     require_auth(auth, address, syslog_address, syslog_allow, insecure)  # before anything is opened
     store = open_store(db)
-    assert isinstance(store, SqlStore)
     settings = Settings(inventory=inventory or default_inventory(), runbooks=runbooks, workers=workers,
                         queue_size=queue_size, budget_runs=budget_runs, budget_window=budget_window,
                         drain_timeout=drain_timeout, grace=grace, check=check)
@@ -138,7 +136,7 @@ def _outcome(action: dict[str, Any]) -> str:
 @click.option("--outcome", default=None, help="started, suppressed, canceled, no_rule, or a reason (cooldown, …)")
 @click.option("--limit", "-n", default=100, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@_db_opt
+@db_opt
 def events(since: str | None, rule: str | None, outcome: str | None, limit: int, as_json: bool,
            db: str | None) -> None:
     """Events received by the daemon, newest first: matched rules, the run started or why none was."""
@@ -180,7 +178,7 @@ def breaker() -> None:
 
 
 @breaker.command("list")
-@_db_opt
+@db_opt
 def breaker_list(db: str | None) -> None:
     """Every rule's breaker: closed or open, consecutive failures, the last run."""
     from opsflow.store import open_store
@@ -195,7 +193,7 @@ def breaker_list(db: str | None) -> None:
 
 @breaker.command("reset")
 @click.argument("rule")
-@_db_opt
+@db_opt
 def breaker_reset(rule: str, db: str | None) -> None:
     """Close RULE's breaker: the daemon remediates with it again."""
     from opsflow.planning import who
@@ -207,20 +205,3 @@ def breaker_reset(rule: str, db: str | None) -> None:
     if state is None:
         raise UsageError(f"no breaker for rule {rule!r} (see opsflow breaker list)")
     click.echo(for_terminal(f"breaker of {rule} closed by {state['reset_by']}"))
-
-
-def describe_event(event: dict[str, Any]) -> str:
-    """The event that started a run, for `opsflow show`."""
-    a = event["action"]
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["received_at"]))
-    lines = [f"started by event {event['id']} ({event['source']}: {event['name']} {event['status']}, "
-             f"host {event['host'] or '-'}) received {when}, rule {a['rule']}"]
-    if event.get("message"):
-        lines.append(f"  message: {event['message'][:200]}")
-    if event.get("labels"):
-        lines.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(event["labels"].items()))[:300])
-    timing = [f"{k} {a[f]:.3f}s" for k, f in (("to start", "start_latency"), ("to end", "end_latency"))
-              if a.get(f) is not None]
-    if timing:
-        lines.append("  latency from receipt: " + ", ".join(timing))
-    return "\n".join(lines)

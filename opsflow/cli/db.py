@@ -19,11 +19,9 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True, help="print as JSON")
 def current(db: str | None, as_json: bool) -> None:
     """The store's schema revision and this opsflow's newest (exit 1 when they differ)."""
-    from opsflow.store import default_url
+    from opsflow.store import open_store
     from opsflow.store.migrate import HEAD, describe
-    from opsflow.store.sql import SqlStore
-
-    store = SqlStore.connect(db or default_url(), migrate=False)
+    store = open_store(db, reap=False, migrate=False)
     rev = store.revision()
     store.close()
     if as_json:
@@ -38,11 +36,9 @@ def current(db: str | None, as_json: bool) -> None:
 @db_opt
 def upgrade(db: str | None) -> None:
     """Upgrade the store's schema in place to this opsflow's newest revision (nothing is lost)."""
-    from opsflow.store import default_url
+    from opsflow.store import open_store
     from opsflow.store.migrate import describe
-    from opsflow.store.sql import SqlStore
-
-    store = SqlStore.connect(db or default_url(), migrate=False)
+    store = open_store(db, reap=False, migrate=False)
     try:
         before, after = store.upgrade()
     finally:

@@ -247,3 +247,20 @@ def show_run(stream: TextIO, record: dict[str, Any], results: list[dict[str, Any
                 if r[name]:
                     console.print(f"[bold]── {_m(r['step'])} @ {_m(r['host'])} {name}[/]")
                     console.print(for_terminal(r[name]), markup=False)
+
+
+def describe_event(event: dict[str, Any]) -> str:
+    """The event that started a run, for `opsflow show`."""
+    a = event["action"]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["received_at"]))
+    lines = [f"started by event {event['id']} ({event['source']}: {event['name']} {event['status']}, "
+             f"host {event['host'] or '-'}) received {when}, rule {a['rule']}"]
+    if event.get("message"):
+        lines.append(f"  message: {event['message'][:200]}")
+    if event.get("labels"):
+        lines.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(event["labels"].items()))[:300])
+    timing = [f"{k} {a[f]:.3f}s" for k, f in (("to start", "start_latency"), ("to end", "end_latency"))
+              if a.get(f) is not None]
+    if timing:
+        lines.append("  latency from receipt: " + ", ".join(timing))
+    return "\n".join(lines)

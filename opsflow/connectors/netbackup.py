@@ -10,7 +10,7 @@ from opsflow.backup import backup_home
 from opsflow.backup.configs import InvalidConfig, restore_delta, validate
 from opsflow.backup.repo import BackupError, ConfigRepo
 from opsflow.connectors.base import HostTask, RunContext
-from opsflow.connectors.network import ConfigRejected, apply_config
+from opsflow.connectors.devconfig import ConfigRejected, apply_config
 from opsflow.results import HostStatus, StepResult, bound
 
 _repos: dict[Path, ConfigRepo] = {}

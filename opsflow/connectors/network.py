@@ -9,39 +9,17 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from opsflow.checks import CheckOutcome, outcome, text_assertions
 from opsflow.connectors.base import Emit, HostTask, RunContext
+from opsflow.connectors.devconfig import ConfigRejected, apply_config
 from opsflow.connectors.ssh import host_key_message, host_key_problem
 from opsflow.netconfig import candidate_diff, config_diff
 from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
-CONFIG_ERROR = r"^%\s*(Unknown|Invalid|Ambiguous|Incomplete|Error|Command incomplete)"
 _CLI_ERROR = re.compile(r"^%\s*(Unknown command|Invalid input|Ambiguous command|Incomplete command)", re.M)
 _lock = threading.Lock()
-
-
-@dataclass
-class ConfigRejected:
-    reason: str
-    output: str
-
-
-def apply_config(conn: Any, lines: list[str], timeout: float) -> str | ConfigRejected:
-    """Send configuration lines; a line the device rejects stops it and leaves config mode."""
-    try:
-        return str(conn.send_config_set(lines, error_pattern=CONFIG_ERROR, read_timeout=timeout))
-    except Exception as exc:
-        if type(exc).__name__ != "ConfigInvalidException":
-            raise
-        try:
-            conn.exit_config_mode()
-        except Exception:  # noqa: BLE001,S110 - the rejection is what gets reported
-            pass
-        text = str(exc).strip()
-        return ConfigRejected(text.splitlines()[-1][:300] if text else "rejected", text)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

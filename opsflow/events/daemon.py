@@ -30,8 +30,7 @@ from opsflow.planning import Plan, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
 from opsflow.results import RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
-from opsflow.store.events import Statement
-from opsflow.store.sql import SqlStore
+from opsflow.store.base import Statement, Store
 
 log = logging.getLogger("opsflow.daemon")
 
@@ -102,7 +101,7 @@ class _Watch(NullObserver):
 
 
 class Daemon:
-    def __init__(self, settings: Settings, store: SqlStore, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
         self.s = settings
         self.store = store
         self.metrics = metrics or Metrics()

@@ -25,8 +25,10 @@ def default_url() -> str:
     return current().db
 
 
-def open_store(url: str | None = None, reap: bool = True) -> Store:
-    store = SqlStore.connect(url or default_url())
+def open_store(url: str | None = None, reap: bool = True, migrate: bool = True) -> Store:
+    """The store at ``url`` (default: the ``db`` setting); ``migrate=False`` opens it whatever its schema
+    (``opsflow db``); ``reap`` marks runs of dead processes abandoned and removes their work dirs."""
+    store = SqlStore.connect(url or default_url(), migrate=migrate)
     if reap:
         store.reap()
         reap_workdirs()

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from opsflow.store.base import Statement
+
 if TYPE_CHECKING:
     from opsflow.events.models import Event
 
-Statement = tuple[str, tuple[Any, ...]]
 
 PAYLOAD_LIMIT = 64 * 1024  # characters of an event's labels/annotations/data kept
 _EVENT_COLS = ("id", "received_at", "source", "name", "status", "host", "severity", "message", "fingerprint",
