@@ -8,12 +8,14 @@ OpsflowError
  ├── LabError              the local lab could not be built or driven
  ├── StoreError            the run store cannot be opened or written
  ├── TemplateError         a template failed to render (undefined variable, sandbox)
- ├── ConnectorError        a connector failed to talk to a target
- │    ├── TargetUnreachable
- │    └── StepTimeout
+ ├── BackupError           (opsflow.backup.repo) a config version cannot be stored or read
+ │    └── ConfigIntegrityError   a stored version fails its checksum: refused
+ ├── LockHeld              (opsflow.executor.core) another run holds a lock
  └── RunFailed             ``RunResult.raise_on_error()``: the run did not succeed (carries the result)
 
-Library errors are translated at the boundary: ``raise X(...) from exc``.
+Library errors are translated at the boundary: ``raise X(...) from exc``. A failure on one host is
+not an exception but data: a StepResult whose ``error_class`` is an ``opsflow.results.ErrorKind``;
+a whole run's is ``RunResult.error_kind`` (``opsflow.results.RunError``).
 """
 
 from __future__ import annotations
@@ -71,16 +73,6 @@ class TemplateError(OpsflowError):
     pass
 
 
-class ConnectorError(OpsflowError):
-    pass
-
-
-class TargetUnreachable(ConnectorError):
-    pass
-
-
-class StepTimeout(ConnectorError):
-    pass
 
 
 class RunFailed(OpsflowError):

@@ -23,7 +23,8 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELED = "canceled"
-    ABANDONED = "abandoned"
+    ABANDONED = "abandoned"  # the process running it died (found by a later start)
+    CRASHED = "crashed"  # a failure of opsflow itself, not of the work: a bug to report
 
 
 class ErrorKind(StrEnum):
@@ -41,6 +42,31 @@ class ErrorKind(StrEnum):
     CANCELED = "Canceled"
     WRONG_TARGET = "WrongTarget"
     NOT_APPROVED = "NotApproved"
+    VERIFICATION_FAILED = "VerificationFailed"
+    CONFIG_REJECTED = "ConfigRejected"
+    INVALID_CONFIG = "InvalidConfig"
+    BACKUP_ERROR = "BackupError"
+    BACKUP_FAILED = "BackupFailed"
+    ARCHIVE_CORRUPT = "ArchiveCorrupt"
+    CONFIG_INTEGRITY = "ConfigIntegrityError"
+    RESTORE_FAILED = "RestoreFailed"
+    RESTORE_NOT_VERIFIED = "RestoreNotVerified"
+    SUB_RUNBOOK_FAILED = "SubRunbookFailed"
+    NOT_RUN = "NotRun"
+    INVALID = "InvalidInput"  # an opsflow error (bad input) found while running the step
+    INTERNAL = "InternalError"  # a bug of opsflow or a library it drives: the message names the exception
+
+
+class RunError(StrEnum):
+    """Why a whole run ended without succeeding (``RunResult.error_kind``), beside the text of ``error``."""
+
+    HOSTS_FAILED = "hosts_failed"  # the work failed on some or all hosts
+    LOCK_HELD = "lock_held"  # another run holds a lock: nothing was started
+    MAX_FAIL = "max_fail_percentage"  # a batch failed past the limit: later batches not started
+    TIMEOUT = "timeout"  # the runbook's timeout was reached
+    CANCELED = "canceled"  # a signal or a person stopped it
+    INVALID = "invalid"  # an opsflow error while running it (bad input found late)
+    INTERNAL = "internal"  # a bug of opsflow (status crashed)
 
 
 NEVER_RETRIED = frozenset({ErrorKind.HOST_KEY, ErrorKind.WRONG_TARGET})
@@ -109,6 +135,7 @@ class RunResult:
     hosts: dict[str, HostStatus]
     steps: list[StepResult]
     error: str | None = None
+    error_kind: RunError | None = None
 
     @property
     def duration(self) -> float:

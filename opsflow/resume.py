@@ -12,7 +12,7 @@ from typing import Any
 from opsflow.errors import UsageError
 from opsflow.store.base import Store
 
-RESUMABLE = ("failed", "partial", "canceled", "abandoned")
+RESUMABLE = ("failed", "partial", "canceled", "abandoned", "crashed")
 
 
 def ancestors(store: Store, record: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from opsflow.textsafe import for_terminal, for_xml, markup_literal
 
 _COLOR = {"ok": "green", "changed": "yellow", "failed": "red", "unreachable": "magenta", "skipped": "dim",
           "timeout": "red", "succeeded": "green", "partial": "yellow", "canceled": "yellow",
-          "abandoned": "magenta", "running": "cyan"}
+          "abandoned": "magenta", "crashed": "bold magenta", "running": "cyan"}
 
 
 def console_for(stream: TextIO) -> Any:

@@ -13,7 +13,7 @@ from opsflow.backup.archives import ArchiveStore
 from opsflow.backup.repo import BackupError
 from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, run_process
 from opsflow.connectors.ssh import ssh_failure
-from opsflow.results import HostStatus, StepResult
+from opsflow.results import ErrorKind, HostStatus, StepResult
 
 
 def _ssh(ctx: RunContext, host: str, command: str) -> list[str]:
@@ -57,7 +57,7 @@ class BackupConnector(PerHostConnector):
                 return self._backup(task, ctx, store)
             return self._restore(task, ctx, store)
         except BackupError as exc:
-            return task.result(HostStatus.FAILED, error_class="BackupError", error=str(exc))
+            return task.result(HostStatus.FAILED, error_class=ErrorKind.BACKUP_ERROR, error=str(exc))
 
     def _backup(self, task: HostTask, ctx: RunContext, store: ArchiveStore) -> StepResult:
         spec, host = task.spec, task.host.name
@@ -69,7 +69,7 @@ class BackupConnector(PerHostConnector):
         bad = _unreachable(task, rc, err)
         if bad or rc not in (0, 1):  # GNU tar: 1 = a file changed while read; 2 = fatal
             part.unlink(missing_ok=True)
-            return bad or task.result(HostStatus.FAILED, rc=rc, error_class="BackupFailed",
+            return bad or task.result(HostStatus.FAILED, rc=rc, error_class=ErrorKind.BACKUP_FAILED,
                                       error=f"tar on {host} failed (rc {rc}): {err.strip()[-300:]}")
         archive = store.commit(host, aid, part, ctx.run_id, list(spec.paths))
         manifest = archive.manifest()
@@ -92,7 +92,7 @@ class BackupConnector(PerHostConnector):
         archive = store.resolve(source, spec.version)
         problems = store.verify(archive)
         if problems:
-            return task.result(HostStatus.FAILED, error_class="ArchiveCorrupt",
+            return task.result(HostStatus.FAILED, error_class=ErrorKind.ARCHIVE_CORRUPT,
                                error=f"backup {archive.id} of {source} fails verification, nothing restored: "
                                      + "; ".join(problems[:5]), data={"archive": archive.id, "problems": problems})
         manifest = archive.manifest()
@@ -108,13 +108,13 @@ class BackupConnector(PerHostConnector):
                           archive.path, None, task.timeout, ctx)
         bad = _unreachable(task, rc, err)
         if bad or rc != 0:
-            return bad or task.result(HostStatus.FAILED, rc=rc, error_class="RestoreFailed",
+            return bad or task.result(HostStatus.FAILED, rc=rc, error_class=ErrorKind.RESTORE_FAILED,
                                       error=f"tar on {host} failed (rc {rc}): {err.strip()[-300:]}", data=data)
         mismatched = self._verify_on_host(task, ctx, target, files)
         ended = time.time()
         data.update(rto_seconds=round(ended - started, 3), verified=len(files) - len(mismatched))
         if mismatched:
-            return task.result(HostStatus.FAILED, error_class="RestoreNotVerified", started_at=started,
+            return task.result(HostStatus.FAILED, error_class=ErrorKind.RESTORE_NOT_VERIFIED, started_at=started,
                                ended_at=ended, data={**data, "mismatched": mismatched[:50]},
                                error=f"{len(mismatched)} restored file(s) differ from the manifest: "
                                      + ", ".join(mismatched[:5]))

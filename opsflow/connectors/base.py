@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from opsflow.inventory.models import Host, Inventory
 from opsflow.redact import Redactor
-from opsflow.results import HostStatus, StepResult, bound
+from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 from opsflow.workdir import make_workdir
 
 Emit = Callable[[StepResult], None]
@@ -155,7 +155,8 @@ class PerHostConnector:
             try:
                 result = self.run_one(task, ctx)
             except Exception as exc:  # noqa: BLE001 - a connector bug fails the host, not the run
-                result = task.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc))
+                result = task.result(HostStatus.FAILED, error_class=ErrorKind.INTERNAL,
+                                     error=f"{type(exc).__name__}: {exc}")
             if not result.started_at:
                 result.started_at = started
             if not result.ended_at:
@@ -179,10 +180,10 @@ def command_result(task: HostTask, ctx: RunContext, outcome: tuple[int | None, s
     common: dict[str, Any] = {"stdout": bound(red.text(out)), "stderr": bound(red.text(err)),
                               "started_at": started, "ended_at": time.time()}
     if ctx.hard_cancel.is_set() and (rc is None or rc < 0 or rc == 255):
-        return task.result(HostStatus.FAILED, rc=rc, error_class="Canceled",
+        return task.result(HostStatus.FAILED, rc=rc, error_class=ErrorKind.CANCELED,
                            error="stopped in flight: the run was canceled", **common)
     if timed_out:
-        return task.result(HostStatus.TIMEOUT, error_class="StepTimeout",
+        return task.result(HostStatus.TIMEOUT, error_class=ErrorKind.TIMEOUT,
                            error=f"no answer within {task.timeout:g} s", **common)
     failure = transport_failure(err) if transport_failure and rc == 255 else None
     if failure:
@@ -191,7 +192,7 @@ def command_result(task: HostTask, ctx: RunContext, outcome: tuple[int | None, s
         return task.result(status, rc=rc, error_class=cls, error=red.text(msg), **common)
     ok = rc == 0
     return task.result(HostStatus.CHANGED if ok else HostStatus.FAILED, rc=rc, changed=ok,
-                       error_class=None if ok else "CommandFailed",
+                       error_class=None if ok else ErrorKind.COMMAND_FAILED,
                        error=None if ok else f"command exited with rc {rc}", **common)
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 from opsflow.backup import backup_home
 from opsflow.backup.configs import InvalidConfig, restore_delta, validate
-from opsflow.backup.repo import BackupError, ConfigRepo
+from opsflow.backup.repo import BackupError, ConfigIntegrityError, ConfigRepo
 from opsflow.connectors.base import HostTask, RunContext
 from opsflow.connectors.devconfig import ConfigRejected, apply_config
-from opsflow.results import HostStatus, StepResult, bound
+from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
 _repos: dict[Path, ConfigRepo] = {}
 
@@ -28,12 +28,12 @@ def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResu
     try:
         config = validate(text, ht.host.platform)
     except InvalidConfig as exc:
-        return ht.result(HostStatus.FAILED, error_class="InvalidConfig",
+        return ht.result(HostStatus.FAILED, error_class=ErrorKind.INVALID_CONFIG,
                          error=f"not stored: {exc}", stdout=bound(ctx.redactor.text(text), 4096))
     try:
         saved = repo().save(name, config, ctx.run_id)
     except BackupError as exc:
-        return ht.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc))
+        return ht.result(HostStatus.FAILED, error_class=_kind(exc), error=str(exc))
     version, diff = saved.version, saved.diff
     new_version = diff is not None
     if saved.repaired:
@@ -52,6 +52,10 @@ def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResu
                            "diff": ctx.redactor.text(diff or "")})
 
 
+def _kind(exc: BackupError) -> ErrorKind:
+    return ErrorKind.CONFIG_INTEGRITY if isinstance(exc, ConfigIntegrityError) else ErrorKind.BACKUP_ERROR
+
+
 def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
     name, spec = ht.host.name, ht.spec
     started = time.time()
@@ -59,7 +63,7 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
         v = repo().resolve(name, spec.version)
         target = repo().read(v)  # verified: a version that fails is refused, nothing is planned or applied
     except BackupError as exc:
-        return ht.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc))
+        return ht.result(HostStatus.FAILED, error_class=_kind(exc), error=str(exc))
     running = conn.send_command("show running-config", read_timeout=timeout)
     delta = restore_delta(running, target)
     data: dict[str, Any] = {"version": v.id, "delta": delta, "rpo_seconds": round(started - v.at, 3)}
@@ -68,14 +72,14 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
                          stdout="\n".join(delta) or f"running config already equals {v.id}")
     out = apply_config(conn, delta, timeout)
     if isinstance(out, ConfigRejected):
-        return ht.result(HostStatus.FAILED, error_class="ConfigRejected", data=data,
+        return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, data=data,
                          error=f"device rejected the restore: {out.reason}")
     conn.save_config()
     after = conn.send_command("show running-config", read_timeout=timeout)
     left = restore_delta(after, target)
     data.update(rto_seconds=round(time.time() - started, 3), applied=len(delta))
     if left:
-        return ht.result(HostStatus.FAILED, error_class="RestoreNotVerified", data={**data, "remaining": left},
+        return ht.result(HostStatus.FAILED, error_class=ErrorKind.RESTORE_NOT_VERIFIED, data={**data, "remaining": left},
                          stdout=bound(out), error=f"after the restore the config still differs: {left[:5]}")
     return ht.result(HostStatus.CHANGED, changed=True, data=data,
                      stdout=ctx.redactor.text("\n".join(delta)) + f"\nrestored {v.id}; running config verified")

@@ -124,7 +124,7 @@ class NetworkConnector:
                                                                on_failed=True)
         for name, ht in by_host.items():  # a host Nornir never ran (should not happen) is not lost
             if name not in results:
-                emit(ht.result(HostStatus.FAILED, error_class="NotRun", error="the network runner skipped it"))
+                emit(ht.result(HostStatus.FAILED, error_class=ErrorKind.NOT_RUN, error="the network runner skipped it"))
 
     def _failure(self, ht: HostTask, exc: BaseException, ctx: RunContext) -> StepResult:
         status, cls, text = _classify(exc)
@@ -143,7 +143,7 @@ class NetworkConnector:
             bad = [c for c, o in outputs.items() if _CLI_ERROR.search(o)]
             return ht.result(HostStatus.FAILED if bad else HostStatus.OK, stdout=bound(red.text(text)),
                              data={"outputs": red.value(outputs)},
-                             error_class="CommandFailed" if bad else None,
+                             error_class=ErrorKind.COMMAND_FAILED if bad else None,
                              error=f"device rejected: {', '.join(bad)}" if bad else None)
         if ht.action == "network.config":
             return self._config(conn, ht, ctx, timeout)
@@ -162,7 +162,7 @@ class NetworkConnector:
                              data={"diff": red.text(diff), "check_mode": True})
         out = apply_config(conn, ht.spec.lines, timeout)
         if isinstance(out, ConfigRejected):
-            return ht.result(HostStatus.FAILED, error_class="ConfigRejected", error=red.text(out.reason),
+            return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, error=red.text(out.reason),
                              stdout=bound(red.text(out.output)))
         after = conn.send_command("show running-config", read_timeout=timeout)
         diff = config_diff(before, after)
@@ -188,5 +188,5 @@ class NetworkConnector:
         lines = [f"{'PASS' if o.passed else 'FAIL'} {o.name}: {o.detail}" for o in outcomes]
         return ht.result(HostStatus.FAILED if failed else HostStatus.OK, stdout=ctx.redactor.text("\n".join(lines)),
                          data={"checks": [o.to_dict() for o in outcomes]},
-                         error_class="VerificationFailed" if failed else None,
+                         error_class=ErrorKind.VERIFICATION_FAILED if failed else None,
                          error="; ".join(f"{o.name}: {o.detail}" for o in failed) or None)

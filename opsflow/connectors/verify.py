@@ -75,7 +75,7 @@ class ServerVerifyConnector(PerHostConnector):
         return task.result(HostStatus.FAILED if failed else HostStatus.OK,
                            stdout=ctx.redactor.text("\n".join(lines)),
                            data={"checks": [o.to_dict() for o in outcomes]},
-                           error_class="VerificationFailed" if failed else None,
+                           error_class=ErrorKind.VERIFICATION_FAILED if failed else None,
                            error=f"{len(failed)} of {len(outcomes)} checks failed: "
                                  + "; ".join(f"{o.name}: {o.detail}" for o in failed) if failed else None,
                            started_at=started, ended_at=time.time())

@@ -28,7 +28,7 @@ from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
 from opsflow.planning import Plan, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
-from opsflow.results import RunResult, RunStatus
+from opsflow.results import RunError, RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
 from opsflow.store.base import Statement, Store
 
@@ -351,7 +351,7 @@ class Daemon:
         log.info("run %s (%s on %s): %s", result.run_id, rule.name, item.host, result.status)
         if self.s.check or result.status == RunStatus.CANCELED:
             return  # dry runs and runs stopped by a drain say nothing about the remediation
-        lock_refused = bool(result.error and result.error.startswith("lock ") and not result.steps)
+        lock_refused = result.error_kind == RunError.LOCK_HELD
         failed = result.status in (RunStatus.FAILED, RunStatus.PARTIAL) and not lock_refused
         if self.store.breaker_result(rule.name, result.run_id, failed, rule.trigger.breaker):
             log.warning("circuit breaker of %s opened after %d failed run(s); `opsflow breaker reset %s`",

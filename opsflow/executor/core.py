@@ -21,7 +21,16 @@ from opsflow.executor.steps import RunState, Services, StepRunner
 from opsflow.planning import Plan, PlannedStep, ssh_sessions
 from opsflow.proc import process_start
 from opsflow.redact import Redactor
-from opsflow.results import FAILING, HostStatus, RunResult, RunStatus, StepResult, host_outcome, run_outcome
+from opsflow.results import (
+    FAILING,
+    HostStatus,
+    RunError,
+    RunResult,
+    RunStatus,
+    StepResult,
+    host_outcome,
+    run_outcome,
+)
 from opsflow.resume import ancestors
 from opsflow.store.base import RunRecord, Store
 
@@ -42,6 +51,7 @@ class Executor:
         self.observer: Observer = observer or NullObserver()
         self.cancel = cancel or threading.Event()
         self.cancel_reason = ""
+        self.cancel_kind = RunError.CANCELED
         self._contexts: list[RunContext] = []
 
     def child(self) -> Executor:
@@ -54,12 +64,13 @@ class Executor:
         """A sub-runbook's plan, run by a child executor: same store, observer and cancellation."""
         return self.child().execute(plan)
 
-    def request_cancel(self, reason: str = "canceled by signal", hard: bool = False) -> None:
+    def request_cancel(self, reason: str = "canceled by signal", hard: bool = False,
+                       kind: RunError = RunError.CANCELED) -> None:
         """Let no new host or step start; with ``hard``, also kill what is in flight."""
         if not self.cancel.is_set():
-            self.cancel_reason = reason
+            self.cancel_reason, self.cancel_kind = reason, kind
             if not hard:  # in-flight work gets a short deadline, then it is stopped
-                timer = threading.Timer(self.grace, self.request_cancel, (reason, True))
+                timer = threading.Timer(self.grace, self.request_cancel, (reason, True, kind))
                 timer.daemon = True
                 timer.start()
         self.cancel.set()
@@ -87,21 +98,23 @@ class Executor:
         runner = StepRunner(Services(self.store, self.observer, self.cancel, lambda: self.cancel_reason,
                                      self._run_child), state, ctx)
         error: str | None = None
+        kind: RunError | None = None
         timer = None
         if rb.timeout:
             timer = threading.Timer(rb.timeout, self.request_cancel,
-                                    (f"runbook timeout of {rb.timeout:g} s reached", True))
+                                    (f"runbook timeout of {rb.timeout:g} s reached", True, RunError.TIMEOUT))
             timer.daemon = True
             timer.start()
         try:
             self._take_locks(state)
             error = self._batches(runner, state)
+            kind = RunError.MAX_FAIL if error else None
         except LockHeld as exc:
-            error = str(exc)
+            error, kind = str(exc), RunError.LOCK_HELD
         except OpsflowError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            error, kind = f"{type(exc).__name__}: {exc}", RunError.INVALID
         except Exception as exc:  # noqa: BLE001 - the run is recorded whatever happens
-            error = f"internal error {type(exc).__name__}: {exc}"
+            error, kind = f"internal error {type(exc).__name__}: {exc}", RunError.INTERNAL
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop at once, still record
             self.request_cancel(f"interrupted ({type(exc).__name__})", hard=True)
         finally:
@@ -110,7 +123,7 @@ class Executor:
             ctx.close()
             self._contexts.remove(ctx)
             self.store.release_locks(state.run_id)
-        return self._finish(state, started, error)
+        return self._finish(state, started, error, kind)
 
     def _batches(self, runner: StepRunner, state: RunState) -> str | None:
         plan, rb = state.plan, state.plan.loaded.runbook
@@ -184,17 +197,22 @@ class Executor:
                     registered.setdefault(row["host"], {})[step.register_as] = r.registered()
         return done, registered
 
-    def _finish(self, state: RunState, started: float, error: str | None) -> RunResult:
+    def _finish(self, state: RunState, started: float, error: str | None, kind: RunError | None) -> RunResult:
         plan = state.plan
         hosts = {h: host_outcome([r for r in state.results if r.host == h]) for h in plan.targets}
         status = run_outcome(hosts, error)
-        if self.cancel.is_set() and error is None:
-            status = RunStatus.FAILED if "timeout" in self.cancel_reason else RunStatus.CANCELED
-            error = self.cancel_reason
+        if kind == RunError.INTERNAL:
+            status = RunStatus.CRASHED
+        elif self.cancel.is_set() and error is None:
+            kind, error = self.cancel_kind, self.cancel_reason
+            status = RunStatus.FAILED if kind == RunError.TIMEOUT else RunStatus.CANCELED
+        elif status != RunStatus.SUCCEEDED and kind is None:
+            kind = RunError.HOSTS_FAILED
         ended = time.time()
         error = state.redactor.text(error) if error else None
-        self.store.finish_run(state.run_id, status, ended, {h: str(s) for h, s in hosts.items()}, error)
+        self.store.finish_run(state.run_id, status, ended, {h: str(s) for h, s in hosts.items()}, error,
+                              str(kind) if kind else None)
         result = RunResult(run_id=state.run_id, runbook=plan.name, status=status, started_at=started,
-                           ended_at=ended, hosts=hosts, steps=state.results, error=error)
+                           ended_at=ended, hosts=hosts, steps=state.results, error=error, error_kind=kind)
         self.observer.run_done(result)
         return result

@@ -178,7 +178,7 @@ class StepRunner:
                 failed = render.evaluate(step.failed_when, ctx)
                 result.status = HostStatus.FAILED if failed else (
                     HostStatus.CHANGED if result.changed else HostStatus.OK)
-                result.error_class = "FailedWhen" if failed else None
+                result.error_class = ErrorKind.FAILED_WHEN if failed else None
                 result.error = f"failed_when is true: {step.failed_when}" if failed else None
             if step.changed_when is not None and result.status not in FAILING:
                 result.changed = render.evaluate(step.changed_when, ctx)
@@ -261,7 +261,7 @@ class StepRunner:
         data = {k: decision[k] for k in ("state", "decided_by", "decided_at", "comment", "message")}
         for t in tasks:
             emit(t.result(HostStatus.OK if approved else HostStatus.FAILED, data=dict(data),
-                          error_class=None if approved else "NotApproved",
+                          error_class=None if approved else ErrorKind.NOT_APPROVED,
                           error=None if approved else f"{decision['state']}"
                           + (f" by {decision['decided_by']}" if decision["decided_by"] else "")
                           + (f": {decision['comment']}" if decision["comment"] else ""),
@@ -287,14 +287,14 @@ class StepRunner:
             result = self.ex.run_child(child)
         except OpsflowError as exc:
             for t in tasks:
-                emit(t.result(HostStatus.FAILED, error_class=type(exc).__name__, error=str(exc),
+                emit(t.result(HostStatus.FAILED, error_class=ErrorKind.INVALID, error=f"{type(exc).__name__}: {exc}",
                               started_at=started, ended_at=time.time()))
             return
         for t in tasks:
             status = result.hosts.get(t.host.name, HostStatus.SKIPPED)
             emit(t.result(status, changed=status == HostStatus.CHANGED, data={"run": result.run_id},
                           stdout=f"sub-runbook {child.name}: run {result.run_id} {result.status}",
-                          error_class="SubRunbookFailed" if status in FAILING else None,
+                          error_class=ErrorKind.SUB_RUNBOOK_FAILED if status in FAILING else None,
                           error=f"sub-runbook run {result.run_id}: host {status}" if status in FAILING else None,
                           started_at=started, ended_at=time.time()))
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from opsflow.errors import StoreError
 
-REVISIONS = ("0001_baseline", "0002_history_indexes")  # oldest first
+REVISIONS = ("0001_baseline", "0002_history_indexes", "0003_run_error_kind")  # oldest first
 HEAD = REVISIONS[-1]
 BASELINE = REVISIONS[0]
 SCRIPTS = Path(__file__).parent / "migrations"
@@ -36,6 +36,7 @@ HEAD_DDL = """
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run);
 CREATE INDEX IF NOT EXISTS results_host ON results (host, started_at);
 UPDATE opsflow_meta SET value = '2' WHERE key = 'schema';
+ALTER TABLE runs ADD COLUMN error_kind TEXT;
 CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL,
   CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
 """

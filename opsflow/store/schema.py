@@ -22,7 +22,7 @@ runs = Table(
     Column("status", Text, nullable=False), Column("check_mode", Integer, server_default="0"),
     Column("started_at", F, nullable=False), Column("ended_at", F), Column("duration", F),
     Column("pid", Integer), Column("pid_start", Text), Column("node", Text), Column("error", Text),
-    Column("hosts", Text), Column("parent_run", Text), Column("inventory", Text),
+    Column("hosts", Text), Column("parent_run", Text), Column("inventory", Text), Column("error_kind", Text),
     Index("runs_started", "started_at"), Index("runs_runbook", "runbook", "started_at"),
     Index("runs_status", "status"), Index("runs_parent", "parent_run"),
 )

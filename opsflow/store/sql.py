@@ -26,7 +26,7 @@ from opsflow.store.events import EventStoreMixin
 
 _RUN_COLS = ("id", "runbook", "runbook_path", "runbook_hash", "params", "trigger", "started_by", "status",
              "check_mode", "started_at", "ended_at", "duration", "pid", "pid_start", "node", "error", "hosts",
-             "parent_run", "inventory")
+             "parent_run", "inventory", "error_kind")
 _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "status", "changed", "rc",
                 "started_at", "ended_at", "duration", "attempts", "stdout", "stderr", "data", "error_class",
                 "error")
@@ -141,7 +141,7 @@ class SqlStore(EventStoreMixin):
             "duration": None, "pid": record.pid or os.getpid(),
             "pid_start": record.pid_start or process_start(os.getpid()),
             "node": record.node or socket.gethostname(), "error": None, "hosts": json.dumps(record.hosts),
-            "parent_run": record.parent_run, "inventory": record.inventory,
+            "parent_run": record.parent_run, "inventory": record.inventory, "error_kind": None,
         }
         cols = ", ".join(_RUN_COLS)
         marks = ", ".join("?" for _ in _RUN_COLS)
@@ -155,9 +155,10 @@ class SqlStore(EventStoreMixin):
         self._exec(f"INSERT INTO results ({', '.join(_RESULT_COLS)}) VALUES ({marks})", row)
 
     def finish_run(self, run_id: str, status: RunStatus, ended_at: float, hosts: dict[str, str],
-                   error: str | None = None) -> None:
-        self._exec("UPDATE runs SET status = ?, ended_at = ?, duration = ? - started_at, hosts = ?, error = ? "
-                   "WHERE id = ?", (str(status), ended_at, ended_at, json.dumps(hosts), error, run_id))
+                   error: str | None = None, error_kind: str | None = None) -> None:
+        self._exec("UPDATE runs SET status = ?, ended_at = ?, duration = ? - started_at, hosts = ?, error = ?, "
+                   "error_kind = ? WHERE id = ?",
+                   (str(status), ended_at, ended_at, json.dumps(hosts), error, error_kind, run_id))
 
     def set_status(self, run_id: str, status: RunStatus) -> None:
         self._exec("UPDATE runs SET status = ? WHERE id = ?", (str(status), run_id))

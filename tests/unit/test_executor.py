@@ -18,7 +18,7 @@ import pytest
 from opsflow.errors import UsageError
 from opsflow.executor import Executor, NullObserver
 from opsflow.planning import PlannedStep, RunRequest, build_plan, check_support
-from opsflow.results import HostStatus, RunStatus, StepResult
+from opsflow.results import HostStatus, RunError, RunStatus, StepResult
 from opsflow.store import open_store
 from opsflow.store.base import Store
 
@@ -261,3 +261,36 @@ def test_observer_sees_every_result_as_it_happens(engine: Engine) -> None:
     """)
     engine.run(rb, Executor(engine.store, Watch()))
     assert seen[0] == ("a", "*") and sorted(seen[1:]) == [("a", "h1"), ("a", "h2")]
+
+
+def test_a_failure_of_opsflow_is_crashed_not_failed(engine: Engine) -> None:
+    class Broken(NullObserver):
+        def step_started(self, step: PlannedStep, hosts: list[str]) -> None:
+            raise RuntimeError("observer bug")
+
+    rb = engine.runbook("""\
+        name: crash
+        targets: h1
+        steps:
+          - name: a
+            local: ["true"]
+    """)
+    result = engine.run(rb, Executor(engine.store, Broken()))
+    assert result.status == RunStatus.CRASHED and result.error_kind == RunError.INTERNAL
+    record = engine.store.get_run(result.run_id)
+    assert record is not None and (record["status"], record["error_kind"]) == ("crashed", "internal")
+    assert "observer bug" in (result.error or "")
+
+
+def test_runbook_timeout_is_a_failed_run_of_kind_timeout(engine: Engine) -> None:
+    rb = engine.runbook("""\
+        name: slow
+        targets: h1
+        timeout: 0.3
+        steps:
+          - name: sleep
+            local: [sleep, "20"]
+    """)
+    result = engine.run(rb)
+    assert result.status == RunStatus.FAILED and result.error_kind == RunError.TIMEOUT
+    assert "timeout" in (result.error or "")

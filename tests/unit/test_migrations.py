@@ -29,9 +29,14 @@ FIXTURE = ROOT / "tests" / "data" / "store-v1.db"
 TABLES = ("runs", "results", "locks", "approvals", "events", "event_actions", "breakers")
 
 
-def rows(path: Path, table: str) -> list[tuple[Any, ...]]:
+def rows(path: Path, table: str, columns: str = "*") -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as db:
-        return sorted(db.execute(f"SELECT * FROM {table}").fetchall(), key=repr)
+        return sorted(db.execute(f"SELECT {columns} FROM {table}").fetchall(), key=repr)
+
+
+def columns(path: Path, table: str) -> str:
+    with sqlite3.connect(path) as db:
+        return ", ".join(r[1] for r in db.execute(f"PRAGMA table_info({table})"))
 
 
 def schema_of(path: Path) -> dict[str, Any]:
@@ -49,7 +54,8 @@ def schema_of(path: Path) -> dict[str, Any]:
 def test_a_store_of_the_release_before_migrations_is_upgraded_with_nothing_lost(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     shutil.copy(FIXTURE, path)
-    before = {t: rows(path, t) for t in TABLES}
+    cols = {t: columns(path, t) for t in TABLES}
+    before = {t: rows(path, t, cols[t]) for t in TABLES}
     assert all(before[t] for t in TABLES), "the fixture holds rows in every table"
     store = open_store(str(path), reap=False)
     assert store.revision() == HEAD  # type: ignore[attr-defined]
@@ -57,7 +63,8 @@ def test_a_store_of_the_release_before_migrations_is_upgraded_with_nothing_lost(
     assert store.approval("20261201-000001-v1run1", 1)["decided_by"] == "alice@laptop"  # type: ignore[index]
     assert [e["id"] for e in store.events()] == ["ev-v1-1"]
     store.close()
-    assert {t: rows(path, t) for t in TABLES} == before
+    assert {t: rows(path, t, cols[t]) for t in TABLES} == before  # every row, every column it had
+    assert rows(path, "runs", "error_kind") == [(None,)] * 4  # a column added by a migration
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT value FROM opsflow_meta WHERE key = 'schema'").fetchone() == ("2",)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
