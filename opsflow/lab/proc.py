@@ -11,31 +11,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from opsflow.errors import LabError
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # comm is in parentheses and may contain spaces: split after the last ')'
-    rest = raw[raw.rfind(")") + 2 :].split()
-    return rest  # rest[0] is field 3 (state); field N is rest[N - 3]
+from opsflow.proc import process_alive, process_start, stat_fields
 
 
 def start_time(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[19]) if fields else None
+    start = process_start(pid)
+    return int(start) if start else None
 
 
 def alive(pid: int | None, started: int | None = None) -> bool:
     """True if the process exists, is not a zombie and (when given) started at `started`."""
-    if not pid:
-        return False
-    fields = _stat_fields(pid)
-    if not fields or fields[0] in ("Z", "X"):
-        return False
-    return started is None or int(fields[19]) == started
+    return process_alive(pid or 0, started)
 
 
 def children(pid: int) -> list[int]:
@@ -86,7 +72,7 @@ def kill(pids: Iterable[tuple[int, int | None]], wait: float = 5.0) -> list[int]
 
 
 def parent(pid: int) -> int | None:
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return int(fields[1]) if fields else None
 
 
