@@ -40,11 +40,11 @@ def parse_extra(values: tuple[str, ...]) -> dict[str, Any]:
 
 def execute_request(request: Any, db: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
     """Build the plan, run it with live progress, print/write the record, exit with the run's code."""
+    from opsflow.api import execute, open_store
     from opsflow.cli.render import ProgressObserver, run_json
     from opsflow.cli.render import junit as junit_xml
     from opsflow.executor import Executor
     from opsflow.planning import build_plan
-    from opsflow.store import open_store
 
     plan = build_plan(request)  # bad input fails here: nothing is recorded
     store = open_store(db)
@@ -64,7 +64,7 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = executor.execute(plan)
+        result = execute(plan, executor=executor)  # the one funnel, as for the daemon and the API
     finally:
         for s, h in old.items():
             signal.signal(s, h)
