@@ -15,10 +15,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
+from opsflow.runbook import schemadecl as js
 from opsflow.runbook.limits import check_regex
 
 SOURCES = ("alertmanager", "webhook", "cloudevents", "syslog")
@@ -65,6 +67,7 @@ class Event:
 
 # ---- durations -----------------------------------------------------------------------
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_TEXT = r"\s*([0-9]+(?:\.[0-9]+)?)\s*([smhd]?)\s*"
 
 
 def parse_duration(value: Any) -> float:
@@ -75,23 +78,36 @@ def parse_duration(value: Any) -> float:
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(value))
+    m = re.fullmatch(DURATION_TEXT, value) if isinstance(value, str) else None
     if not m:
         raise ValueError(f"expected a duration like 600, '10m' or '1h', got {value!r}")
     return float(m[1]) * _UNITS[m[2] or "s"]
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(
+    {"anyOf": [{"type": "number", "minimum": 0}, js.text(DURATION_TEXT)],
+     "description": "seconds, or a number with a unit: 90s, 15m, 1h, 2d"})]
+
+
+def whole(value: Any) -> Any:
+    """A float without a fraction is a whole number (JSON Schema's ``integer`` says the same): 3.0 -> 3."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# models are strict: YAML gives real types, so no "3" for 3, no 1 for true, no true for 1 (as the schema)
+Whole = Annotated[int, BeforeValidator(whole)]
 
 
 # ---- trigger models ------------------------------------------------------------------
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+FIELD_PATH_TEXT = rf"(?:{'|'.join(FIELD_ROOTS)})(?:\.[^.]+)*"
 
 
 def _check_path(path: str) -> str:
-    root = path.split(".", 1)[0]
-    if root not in FIELD_ROOTS or path.endswith(".") or ".." in path:
+    if not re.fullmatch(FIELD_PATH_TEXT, path):
         raise ValueError(f"field {path!r}: expected one of {', '.join(FIELD_ROOTS)} "
                          "(labels, annotations and data take a key: labels.instance)")
     return path
@@ -102,10 +118,15 @@ def _check_regex(text: str) -> str:
     return check_regex(text)
 
 
+FIELD_PATH = js.text(FIELD_PATH_TEXT, "an event field: name, host, labels.instance, data.x.y …")
+FieldPath = Annotated[str, AfterValidator(_check_path), WithJsonSchema(FIELD_PATH)]
+
+
 class FieldRef(_Model):
     """Where a value comes from in the event: a field path, optionally narrowed by a regex (its first group)."""
 
-    field: Annotated[str, AfterValidator(_check_path)]
+    model_config = ConfigDict(json_schema_extra=js.shorthand(FIELD_PATH))
+    field: FieldPath
     regex: Annotated[str, AfterValidator(_check_regex)] | None = None
 
     @model_validator(mode="before")
@@ -135,8 +156,11 @@ def _scalar_text(value: Any) -> Any:
     return value
 
 
+_SCALAR = {"type": ["string", "number", "boolean"]}
 # the type is checked first (str or list of str), then the regular expressions
-PatternField = Annotated[Pattern, BeforeValidator(_scalar_text), AfterValidator(_check_pattern)]
+PatternField = Annotated[Pattern, BeforeValidator(_scalar_text), AfterValidator(_check_pattern), WithJsonSchema(
+    {"anyOf": [_SCALAR, {"type": "array", "items": _SCALAR}],
+     "description": "an exact value or a list of them; one starting with ~ is a regular expression"})]
 
 
 class Match(_Model):
@@ -153,7 +177,8 @@ class Match(_Model):
 
 
 class Dedup(_Model):
-    key: list[Annotated[str, AfterValidator(_check_path)]] = Field(
+    model_config = ConfigDict(json_schema_extra=js.shorthand(FIELD_PATH, {"type": "array", "items": FIELD_PATH}))
+    key: list[FieldPath] = Field(
         ["fingerprint"], description="fields whose values identify the same event")
     window: Duration = Field(3600, description="a repeat within this time is a duplicate")
 
@@ -178,7 +203,7 @@ class EventTrigger(_Model):
     params: dict[str, FieldRef] = Field({}, description="runbook param ← event field (passed as a value)")
     dedup: Dedup = Dedup()
     cooldown: Duration = Field(600, description="after a run for (rule, host), later events wait this long")
-    breaker: int = Field(3, ge=0, description="consecutive failed runs that open the circuit (0: never)")
+    breaker: Whole = Field(3, ge=0, description="consecutive failed runs that open the circuit (0: never)")
 
 
 class Triggers(_Model):

@@ -1,4 +1,9 @@
-"""Typed, frozen models of a runbook. The JSON Schema (`opsflow schema`) is generated from these."""
+"""Typed, frozen, strict models of a runbook. The JSON Schema (`opsflow schema`) is generated from these.
+
+Each short form a ``mode="before"`` validator takes, and each rule an ``after`` validator enforces, is also
+declared for the schema next to it (``json_schema_extra``, ``WithJsonSchema``; see
+:mod:`opsflow.runbook.schemadecl`); tests/unit/test_schema.py holds the two to the same verdicts.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,31 @@ import re
 import shlex
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
-from opsflow.events.models import Triggers
+from opsflow.events.models import Triggers, Whole, whole
+from opsflow.runbook import schemadecl as js
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# what the validators accept as text, and the schema declares with the same patterns
+NUMBER_TEXT = r"\s*[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*"
+COUNT_TEXT = r"\s*\+?[0-9]+\s*"
+PERCENT_TEXT = r"\s*(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)%\s*"
+TEMPLATE = r"\{\{"  # a value holding {{ is a template: checked when rendered
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: YAML gives real types, so "3" is not 3, 1 is not true and true is not 1 (as in the schema)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Param(_Model):
@@ -34,31 +55,32 @@ def _number_or_template(value: float | str) -> float | str:
     if isinstance(value, str):
         if "{{" in value:
             return value
-        try:
-            return float(value)
-        except ValueError:
-            raise ValueError(f"expected a number or a {{{{ template }}}}, got {value!r}") from None
+        if not re.fullmatch(NUMBER_TEXT, value):
+            raise ValueError(f"expected a number or a {{{{ template }}}}, got {value!r}")
+        return float(value)
     return value
 
 
+_NUMBER_OR_TEMPLATE = {"type": "string", "pattern": f"{TEMPLATE}|^(?:{NUMBER_TEXT})$"}
 # a number, or a template that renders to one when the step runs
-Number = Annotated[float | str, AfterValidator(_number_or_template)]
+Number = Annotated[float | str, AfterValidator(_number_or_template),
+                   WithJsonSchema({"anyOf": [{"type": "number"}, _NUMBER_OR_TEMPLATE]})]
 
 
 def _count_or_template(value: int | str) -> int | str:
     if isinstance(value, str):
         if "{{" in value:
             return value
-        try:
-            value = int(value)
-        except ValueError:
-            raise ValueError(f"expected a whole number or a {{{{ template }}}}, got {value!r}") from None
+        if not re.fullmatch(COUNT_TEXT, value):
+            raise ValueError(f"expected a whole number or a {{{{ template }}}}, got {value!r}")
+        value = int(value)
     if value < 0:
         raise ValueError(f"expected a number >= 0, got {value}")
     return value
 
 
-Count = Annotated[int | str, AfterValidator(_count_or_template)]
+Count = Annotated[int | str, BeforeValidator(whole), AfterValidator(_count_or_template), WithJsonSchema(
+    {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": f"{TEMPLATE}|^(?:{COUNT_TEXT})$"}]})]
 
 
 _TEMPLATE_PART = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
@@ -92,8 +114,15 @@ def _argv(value: Any) -> Any:
     return value
 
 
+_ARGV = {"anyOf": [
+    {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}},
+    {"type": "string", "pattern": "[^ \t\r\n]", "description": "split into words like a shell would, never run by one"},
+]}
+
+
 class CommandAction(_Model):
-    argv: list[str] = Field(min_length=1)
+    model_config = ConfigDict(json_schema_extra=js.shorthand(_ARGV))
+    argv: Annotated[list[str], WithJsonSchema(_ARGV)] = Field(min_length=1)
     stdin: str | None = None
     env: dict[str, str] = {}
     chdir: str | None = None
@@ -109,6 +138,7 @@ class CommandAction(_Model):
 
 
 class AnsibleAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"type": "string", "description": "the playbook"}))
     playbook: str
     extra_vars: dict[str, Any] = {}
     tags: list[str] = []
@@ -120,6 +150,8 @@ class AnsibleAction(_Model):
 
 
 class NetworkCommandAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand(
+        {"type": "string"}, {"type": "array", "minItems": 1, "items": {"type": "string"}}))
     commands: list[str] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -133,6 +165,7 @@ class NetworkCommandAction(_Model):
 
 
 class NetworkConfigAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"type": "array", "minItems": 1, "items": {"type": "string"}}))
     lines: list[str] = Field(min_length=1)
     save: bool = True
 
@@ -151,11 +184,13 @@ CHECK_KINDS = (
 class Check(_Model):
     """One assertion. Exactly one of the kind keys (file, service, port, …) is set."""
 
+    model_config = ConfigDict(json_schema_extra=js.exactly_one(CHECK_KINDS, null_is_absent=True))
     name: str | None = None
     # kinds
     file: str | None = None
     service: str | None = None
-    port: int | str | None = Field(None, description="22, or a testinfra socket URL like tcp://0.0.0.0:22")
+    port: Annotated[int | str, BeforeValidator(whole)] | None = Field(
+        None, description="22, or a testinfra socket URL like tcp://0.0.0.0:22")
     package: str | None = None
     command: str | list[str] | None = None
     process: str | None = Field(None, description="a process command name that must be running")
@@ -175,7 +210,8 @@ class Check(_Model):
     enabled: bool | None = None
     listening: bool | None = None
     installed: bool | None = None
-    rc: Annotated[int | str, AfterValidator(_number_or_template)] | None = None
+    rc: Annotated[int | str, BeforeValidator(whole), AfterValidator(_number_or_template), WithJsonSchema(
+        {"anyOf": [{"type": "integer"}, _NUMBER_OR_TEMPLATE]})] | None = None
     min_mb: Number | None = None
     min_percent: Number | None = None
     value: str | None = Field(None, description="regex with one group: the parsed value compared with ge/le/eq")
@@ -198,6 +234,8 @@ class Check(_Model):
 class NetworkBackupAction(_Model):
     """Save the running configuration as a new version when it changed."""
 
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"type": "null"}, {"const": True}))
+
     @model_validator(mode="before")
     @classmethod
     def _short(cls, value: Any) -> Any:
@@ -205,6 +243,7 @@ class NetworkBackupAction(_Model):
 
 
 class NetworkRestoreAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"type": "null"}, {"const": True}, {"type": "string"}))
     version: str = Field("latest", description="a version id, 'latest', or '~N' (N versions back)")
 
     @model_validator(mode="before")
@@ -216,7 +255,8 @@ class NetworkRestoreAction(_Model):
 
 
 class BackupAction(_Model):
-    paths: list[str] = Field(min_length=1, description="absolute paths to archive")
+    paths: list[Annotated[str, WithJsonSchema({"type": "string", "pattern": f"^/|{TEMPLATE}"})]] = Field(
+        min_length=1, description="absolute paths to archive")
     keep_last: Count | None = None
     keep_daily: Count = 0
     keep_weekly: Count = 0
@@ -232,12 +272,20 @@ class BackupAction(_Model):
 
 
 class RestoreAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"type": "null"}, {"const": True}))
     version: str = Field("latest", description="an archive id or 'latest'")
     from_host: str | None = Field(None, description="restore another host's backup (restore drills)")
     target: str | None = Field(None, description="restore under this directory instead of /")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {} if value is None or value is True else value
+
 
 class ApproveAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand(
+        {"type": "string", "description": "the message"}, {"type": "null"}, {"const": True}))
     message: str = "Approve to continue"
     timeout: float = Field(3600, gt=0, description="seconds to wait; no decision by then means deny")
 
@@ -250,6 +298,7 @@ class ApproveAction(_Model):
 
 
 class RunbookAction(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"type": "string", "description": "the runbook file"}))
     path: str = Field(description="runbook file, relative to this runbook or runbooks/")
     params: dict[str, Any] = {}
 
@@ -259,31 +308,32 @@ class RunbookAction(_Model):
         return {"path": value} if isinstance(value, str) else value
 
 
-Serial = int | str | list[int | str]
-
-
-def _serial(value: Serial | None) -> Serial | None:
+def _serial(value: int | str | list[int | str]) -> int | str | list[int | str]:
     """Batch sizes: 2, "25%", or a list like [1, "25%", "100%"] (the last size repeats)."""
-    items = value if isinstance(value, list) else [value] if value is not None else []
-    for item in items:
-        if isinstance(item, bool):
-            raise ValueError("serial takes numbers or percentages")
+    for item in value if isinstance(value, list) else [value]:
         if isinstance(item, int) and item < 1:
             raise ValueError(f"serial batch size must be >= 1, got {item}")
-        if isinstance(item, str):
-            import re as _re
-
-            if not _re.fullmatch(r"\d+(\.\d+)?%", item.strip()) or float(item.strip()[:-1]) <= 0:
-                raise ValueError(f"serial {item!r}: expected a number or a percentage like '25%'")
+        if isinstance(item, str) and not re.fullmatch(PERCENT_TEXT, item):
+            raise ValueError(f"serial {item!r}: expected a number or a percentage like '25%'")
     if isinstance(value, list) and not value:
         raise ValueError("serial list is empty")
     return value
+
+
+_BATCH = {"anyOf": [{"type": "integer", "minimum": 1}, js.text(PERCENT_TEXT)]}
+Serial = Annotated[
+    int | str | list[int | str],
+    BeforeValidator(lambda v: [whole(i) for i in v] if isinstance(v, list) else whole(v)),
+    AfterValidator(_serial),
+    WithJsonSchema({"anyOf": [_BATCH, {"type": "array", "minItems": 1, "items": _BATCH}]}),
+]
 
 
 RETRY_CONDITIONS = ("failed", "unreachable", "timeout")
 
 
 class Lock(_Model):
+    model_config = ConfigDict(json_schema_extra=js.shorthand({"const": True}, {"enum": ["host", "runbook"]}))
     scope: Literal["host", "runbook"] = Field("host", description="lock each target host, or the runbook itself")
     wait: float = Field(0, ge=0, description="seconds to wait for a held lock; 0 refuses at once")
 
@@ -299,13 +349,15 @@ class Lock(_Model):
 
 ACTION_KEYS = ("ansible", "command", "network.command", "network.config", "verify", "local", "approve",
                "runbook", "network.backup", "network.restore", "backup", "restore")
+_BARE_ACTIONS = ("approve", "network.backup", "network.restore", "restore")  # `key:` alone, or `key: true`
 
 
 class Step(_Model):
+    model_config = ConfigDict(json_schema_extra=js.exactly_one(ACTION_KEYS, null_is_absent=False, strip_null=True))
     name: str = Field(min_length=1)
     hosts: str | None = Field(None, description="inventory pattern overriding the runbook targets")
     when: str | None = Field(None, description="Jinja2 expression; the step runs on a host only when true")
-    retries: int = Field(0, ge=0)
+    retries: Whole = Field(0, ge=0)
     delay: float = Field(1.0, ge=0)
     timeout: float | None = Field(None, gt=0, description="seconds per attempt")
     register_as: str | None = Field(None, alias="register", pattern=IDENT,
@@ -327,9 +379,9 @@ class Step(_Model):
     backup: BackupAction | None = None
     restore: RestoreAction | None = None
     # production safety
-    serial: Annotated[Serial | None, AfterValidator(_serial)] = Field(
-        None, description="run the step's hosts in batches: 1, '25%', [1, '25%', '100%']")
-    retry_on: list[str | int] = Field(
+    serial: Serial | None = Field(None, description="run the step's hosts in batches: 1, '25%', [1, '25%', '100%']")
+    retry_on: list[Annotated[str | int, BeforeValidator(whole), WithJsonSchema(
+        {"anyOf": [{"enum": list(RETRY_CONDITIONS)}, {"type": "integer"}]})]] = Field(
         ["failed", "unreachable", "timeout"],
         description="what is retried: failed, unreachable, timeout, or specific rc values")
     backoff: float = Field(1.0, ge=1.0, description="delay multiplier between attempts")
@@ -352,7 +404,9 @@ class Step(_Model):
                 raise ValueError(
                     f"a step needs exactly one action ({', '.join(ACTION_KEYS)}); got {', '.join(found) or 'none'}"
                 )
-            for key in ("approve", "network.backup", "network.restore", "restore"):
+            if value[found[0]] is None and found[0] not in _BARE_ACTIONS:
+                raise ValueError(f"action {found[0]!r} needs a value")
+            for key in _BARE_ACTIONS:
                 if key in value and value[key] in (None, True):
                     value = {**value, key: {}}
         return value
@@ -373,12 +427,12 @@ class Runbook(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
     targets: str = Field(min_length=1, description="inventory pattern: group, host, a:b, a:!b, a:&b")
-    params: dict[str, Param] = {}
-    concurrency: int = Field(20, ge=1, le=1000)
+    params: dict[str, Param] = Field({}, json_schema_extra={"propertyNames": {"pattern": IDENT}})
+    concurrency: Whole = Field(20, ge=1, le=1000)
     timeout: float | None = Field(None, gt=0, description="overall seconds for the run")
     steps: list[Step] = Field(min_length=1)
     on_failure: list[Step] = []
-    serial: Annotated[Serial | None, AfterValidator(_serial)] = Field(
+    serial: Serial | None = Field(
         None, description="rolling batches: every step runs on one batch of hosts before the next batch starts")
     max_fail_percentage: float | None = Field(
         None, ge=0, le=100, description="stop starting batches once more than this % of a batch failed")
