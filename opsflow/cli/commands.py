@@ -300,9 +300,9 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
 @click.command()
 def schema() -> None:
     """JSON Schema of the runbook format (for editors)."""
-    from opsflow.runbook.models import Runbook
+    from opsflow.runbook.schema import runbook_schema
 
-    click.echo(json.dumps(Runbook.model_json_schema(by_alias=True), indent=2))
+    click.echo(json.dumps(runbook_schema(), indent=2))
 
 
 @click.command()

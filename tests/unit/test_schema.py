@@ -392,3 +392,17 @@ def test_what_only_validate_checks(text: str, project: Path, validator: jsonsche
     """Listed in the schema's $comment: when the schema learns one of these, move the probe to PROBES."""
     assert not validate_accepts(project, text)
     assert validator.is_valid(load_text(text, "probe")), schema_errors(validator, load_text(text, "probe"))
+
+
+def test_the_cli_prints_the_same_schema() -> None:
+    import json
+    import subprocess
+    import sys
+
+    from opsflow.runbook.schema import runbook_schema
+    from tests.helpers import ROOT
+
+    out = subprocess.run([sys.executable, "-m", "opsflow", "schema"], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    printed = json.loads(out)
+    assert printed["$schema"] == "https://json-schema.org/draft/2020-12/schema" and printed == runbook_schema()
