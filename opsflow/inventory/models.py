@@ -1,13 +1,14 @@
-"""Hosts, groups and inventory patterns (pure; no I/O)."""
+"""Hosts, groups and inventory patterns (pure: no file I/O, never imports Ansible)."""
 
 from __future__ import annotations
 
-import fnmatch
-import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from opsflow.errors import InventoryError
+from opsflow.inventory.patterns import PatternIndex
 
 # platform → (kind, netmiko device_type). Servers are driven by SSH/Ansible/testinfra,
 # devices by Nornir + Netmiko.
@@ -33,8 +34,9 @@ SECRET_VARS = ("ansible_password", "ansible_ssh_pass", "ansible_become_password"
 @dataclass(frozen=True)
 class Host:
     name: str
-    vars: dict[str, Any]
-    groups: tuple[str, ...]
+    vars: dict[str, Any]  # exactly what ``ansible-inventory --host NAME`` gives
+    groups: tuple[str, ...]  # Ansible's group_names: sorted, without ``all``
+    implicit: bool = False  # Ansible's implicit localhost
 
     @property
     def address(self) -> str:
@@ -85,50 +87,87 @@ class Host:
         return [str(self.vars[k]) for k in SECRET_VARS if self.vars.get(k)]
 
 
+def _stderr_warning(message: str) -> None:
+    """Ansible's way: ``[WARNING]: …`` on stderr, once per message and process."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        sys.stderr.write(f"[WARNING]: {message}\n")
+        sys.stderr.flush()
+
+
+_WARNED: set[str] = set()
+WARN: list[Callable[[str], None]] = [_stderr_warning]  # replaceable (tests, the daemon's log)
+
+
+def warn(message: str) -> None:
+    WARN[0](message)
+
+
 @dataclass
 class Inventory:
-    hosts: dict[str, Host]
-    groups: dict[str, list[str]]  # group → member host names (transitively)
+    """An inventory as Ansible resolves it: hosts with their variables, groups, patterns."""
+
+    hosts: dict[str, Host]  # Ansible's inventory order
+    groups: dict[str, list[str]]  # group → its hosts, transitively (Ansible's order of groups and hosts)
     source: str = ""
-    children: dict[str, list[str]] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)  # group → child groups
+    own: dict[str, list[str]] = field(default_factory=dict)  # group → hosts listed in the group itself
+    implicit: dict[str, dict[str, Any]] = field(default_factory=dict)  # implicit localhost → its vars
+    warnings: list[str] = field(default_factory=list)  # Ansible's warnings when it read the sources
+    dynamic: list[str] = field(default_factory=list)  # sources of dynamic plugins (script, cloud, CMDB)
+    pattern_warnings: list[str] = field(default_factory=list)  # Ansible's warnings about the last pattern
+    _index: PatternIndex | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if "all" not in self.groups:  # an inventory built in code (tests): the shape Ansible gives
+            self.groups = {"all": list(self.hosts), **self.groups}
+            self.own = self.own or {g: list(m) for g, m in self.groups.items() if g != "all"}
+            self.children.setdefault("all", [g for g in self.groups if g != "all"])
+
+    @property
+    def index(self) -> PatternIndex:
+        if self._index is None:
+            self._index = PatternIndex(host_order=list(self.hosts), group_hosts=self.groups,
+                                       implicit=self._implicit_localhost,
+                                       warn=self.pattern_warnings.append)
+        return self._index
+
+    def _implicit_localhost(self, name: str) -> str | None:
+        """Ansible's implicit localhost (ansible_connection=local), made a host when a pattern names it."""
+        made = [h for h in self.hosts.values() if h.implicit]
+        if made:
+            return made[0].name  # like Ansible, one implicit localhost per inventory
+        if name not in self.implicit:
+            return None
+        self.hosts[name] = Host(name=name, vars=dict(self.implicit[name]), groups=(), implicit=True)
+        return name
 
     def select(self, pattern: str) -> list[str]:
-        """Resolve an Ansible-style pattern (``a:b``, ``a:!b``, ``a:&b``, ``a,b``, globs)."""
-        order = list(self.hosts)
-        result: set[str] = set()
-        first = True
-        for raw in re.split(r"[:,]", pattern.strip()):
-            term = raw.strip()
-            if not term:
-                continue
-            if term.startswith("!"):
-                result -= self._term(term[1:], pattern)
-            elif term.startswith("&"):
-                result &= self._term(term[1:], pattern)
-            else:
-                result |= self._term(term, pattern)
-            first = False
-        if first:
-            raise InventoryError(f"empty host pattern {pattern!r}")
-        return [h for h in order if h in result]
+        """The hosts an Ansible pattern selects, in Ansible's order; ``[]`` when none.
 
-    def _term(self, term: str, pattern: str) -> set[str]:
-        if term in ("all", "*"):
-            return set(self.hosts)
-        if term in self.groups:
-            return set(self.groups[term])
-        if term in self.hosts:
-            return {term}
-        if any(c in term for c in "*?["):
-            hits = {h for h in self.hosts if fnmatch.fnmatchcase(h, term)}
-            hits |= {h for g, members in self.groups.items() if fnmatch.fnmatchcase(g, term) for h in members}
-            if hits:
-                return hits
-        known = ", ".join(sorted(self.groups)) or "none"
-        raise InventoryError(
-            f"pattern {pattern!r}: {term!r} is neither a host nor a group of inventory {self.source} "
-            f"(groups: {known})"
-        )
+        ``a:b``/``a,b`` union, ``a:&b`` intersection, ``a:!b`` exclusion (plain terms first, then ``&``,
+        then ``!``), globs, ``~regex``, ``group[0]``/``group[1:3]``/``group[-1]`` subscripts, host ranges.
+        Ansible's warnings (``Could not match supplied host pattern, ignoring: x``) are in
+        ``pattern_warnings``; they are shown on stderr when hosts are selected all the same. When none
+        is, the caller reports it (``select_or_fail`` puts them in its error).
+        """
+        if not pattern or not pattern.strip():
+            raise InventoryError(f"empty host pattern {pattern!r}")
+        self.pattern_warnings.clear()
+        hosts = self.index.select(pattern)
+        if hosts:
+            for message in self.pattern_warnings:
+                warn(message)
+        return hosts
+
+    def select_or_fail(self, pattern: str, what: str = "pattern") -> list[str]:
+        """``select``, refusing (InventoryError, exit 2) a pattern that selects no host, naming it."""
+        hosts = self.select(pattern)
+        if not hosts:
+            why = "; ".join([*self.pattern_warnings, "No hosts matched, nothing to do"])
+            raise InventoryError(f"{what} {pattern!r} selects no host of inventory "
+                                 f"{self.source or '(in memory)'} ({why})")
+        return hosts
 
     def secrets(self) -> list[str]:
         return [s for h in self.hosts.values() for s in h.secrets()]
