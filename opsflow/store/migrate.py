@@ -34,7 +34,6 @@ _PG_LOCK = 0x6F707366  # "opsf": the advisory lock key of migrations
 # The schema at HEAD, for an empty store (tests/unit/test_migrations.py proves it equal to the migrations).
 HEAD_DDL = """
 CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run);
-CREATE INDEX IF NOT EXISTS results_host ON results (host, started_at);
 UPDATE opsflow_meta SET value = '2' WHERE key = 'schema';
 ALTER TABLE runs ADD COLUMN error_kind TEXT;
 CREATE TABLE IF NOT EXISTS alembic_version (version_num VARCHAR(32) NOT NULL,

@@ -1,4 +1,4 @@
-"""Indexes for resume chains and per-host history; schema 2 (an opsflow of schema 1 refuses the store).
+"""An index for resume chains (runs.parent_run); schema 2 (an opsflow of schema 1 refuses the store).
 
 Revision ID: 0002_history_indexes
 Revises: 0001_baseline
@@ -16,12 +16,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_index("runs_parent", "runs", ["parent_run"])
-    op.create_index("results_host", "results", ["host", "started_at"])
     # the release before migrations checks this value and refuses a store newer than it knows
     op.execute("UPDATE opsflow_meta SET value = '2' WHERE key = 'schema'")
 
 
 def downgrade() -> None:
     op.execute("UPDATE opsflow_meta SET value = '1' WHERE key = 'schema'")
-    op.drop_index("results_host", "results")
     op.drop_index("runs_parent", "runs")
