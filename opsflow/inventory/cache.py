@@ -16,7 +16,7 @@ Not cached on disk:
   …): opsflow never writes secrets under ``$OPSFLOW_HOME``. They are cached in memory only.
 
 Entries live in ``$OPSFLOW_INVENTORY_CACHE``, else ``$OPSFLOW_HOME/cache/inventory``
-(``~/.opsflow/cache/inventory``), mode 0600; a corrupt or unreadable entry is ignored.
+(``~/.opsflow/cache/inventory``), mode 0600, the newest 256; a corrupt or unreadable entry is ignored.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 FORMAT = 1
 _MAX_ENTRIES = 20000  # a tree bigger than this is not a plausible inventory: no signature, no cache
+KEEP = 256  # cache entries kept (one per inventory path); the oldest written go first
 
 
 def cache_dir() -> Path:
@@ -133,3 +134,20 @@ def write(source: str, sig: str, data: dict[str, Any], expires: float | None) ->
         os.replace(tmp, path)
     except OSError:
         return
+    _evict(path.parent)
+
+
+def _evict(folder: Path) -> None:
+    """Keep the newest ``KEEP`` entries: every inventory path ever loaded (tests' temporary ones too)
+    would otherwise stay forever."""
+    try:
+        entries = [(e.stat().st_mtime_ns, e.path) for e in os.scandir(folder) if e.name.endswith(".json")]
+    except OSError:
+        return
+    if len(entries) <= KEEP:
+        return
+    for _, old in sorted(entries)[: len(entries) - KEEP]:
+        try:
+            os.unlink(old)
+        except OSError:
+            continue

@@ -128,8 +128,7 @@ class Inventory:
     def index(self) -> PatternIndex:
         if self._index is None:
             self._index = PatternIndex(host_order=list(self.hosts), group_hosts=self.groups,
-                                       implicit=self._implicit_localhost,
-                                       warn=self.pattern_warnings.append)
+                                       implicit=self._implicit_localhost)
         return self._index
 
     def _implicit_localhost(self, name: str) -> str | None:
@@ -151,23 +150,27 @@ class Inventory:
         ``pattern_warnings``; they are shown on stderr when hosts are selected all the same. When none
         is, the caller reports it (``select_or_fail`` puts them in its error).
         """
-        if not pattern or not pattern.strip():
-            raise InventoryError(f"empty host pattern {pattern!r}")
-        self.pattern_warnings.clear()
-        hosts = self.index.select(pattern)
-        if hosts:
-            for message in self.pattern_warnings:
-                warn(message)
-        return hosts
+        return self._select(pattern)[0]
 
     def select_or_fail(self, pattern: str, what: str = "pattern") -> list[str]:
         """``select``, refusing (InventoryError, exit 2) a pattern that selects no host, naming it."""
-        hosts = self.select(pattern)
+        hosts, warnings = self._select(pattern)
         if not hosts:
-            why = "; ".join([*self.pattern_warnings, "No hosts matched, nothing to do"])
+            why = "; ".join([*warnings, "No hosts matched, nothing to do"])
             raise InventoryError(f"{what} {pattern!r} selects no host of inventory "
                                  f"{self.source or '(in memory)'} ({why})")
         return hosts
+
+    def _select(self, pattern: str) -> tuple[list[str], list[str]]:
+        if not pattern or not pattern.strip():
+            raise InventoryError(f"empty host pattern {pattern!r}")
+        warnings: list[str] = []  # per call: one inventory serves the daemon's concurrent runs
+        hosts = self.index.select(pattern, warnings)
+        self.pattern_warnings = warnings
+        if hosts:
+            for message in warnings:
+                warn(message)
+        return hosts, warnings
 
     def secrets(self) -> list[str]:
         return [s for h in self.hosts.values() for s in h.secrets()]

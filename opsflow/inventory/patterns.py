@@ -103,20 +103,21 @@ class PatternIndex:
     host_order: list[str]
     group_hosts: dict[str, list[str]]  # group → hosts (transitively), Ansible's group order
     implicit: Callable[[str], str | None] = field(default=lambda name: None)  # implicit localhost
-    warn: Callable[[str], None] = field(default=lambda msg: None)
     _hosts: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._hosts = set(self.host_order)
 
-    def select(self, pattern: str) -> list[str]:
+    def select(self, pattern: str, warnings: list[str] | None = None) -> list[str]:
+        """The hosts ``pattern`` selects; Ansible's warnings about it are added to ``warnings``."""
+        out = warnings if warnings is not None else []
         terms = split_pattern(pattern)
         hosts: list[str] = []
         for term in order_terms(terms):
             if term in self._hosts:
                 hosts.append(term)
                 continue
-            that = self.match_term(term)
+            that = self.match_term(term, out)
             if term[0] == "!":
                 gone = set(that)
                 hosts = [h for h in hosts if h not in gone]
@@ -128,13 +129,13 @@ class PatternIndex:
                 hosts.extend(h for h in that if h not in have)
         return list(dict.fromkeys(hosts))
 
-    def match_term(self, term: str) -> list[str]:
+    def match_term(self, term: str, warnings: list[str]) -> list[str]:
         if term[0] in "!&":
             term = term[1:]
         expr, sub, old = _subscript(term)
         if old:
-            self.warn("Use [x:y] inclusive subscripts instead of [x-y] which has been removed")
-        hosts = self._enumerate(expr)
+            warnings.append("Use [x:y] inclusive subscripts instead of [x-y] which has been removed")
+        hosts = self._enumerate(expr, warnings)
         if not hosts or sub is None:
             return hosts
         start, end = sub
@@ -143,13 +144,13 @@ class PatternIndex:
                 return [hosts[start]]
             return hosts[start:(len(hosts) - 1 if end == -1 else end) + 1]
         except IndexError:  # Ansible: an error, which `ansible` reports as "No hosts matched"
-            self.warn(f"No hosts matched the subscripted pattern '{term}'")
+            warnings.append(f"No hosts matched the subscripted pattern '{term}'")
             return []
 
-    def _enumerate(self, expr: str) -> list[str]:
+    def _enumerate(self, expr: str, warnings: list[str]) -> list[str]:
         rx = _compile(expr)
         if rx is None:  # Ansible: an error, which `ansible` reports as "No hosts matched"
-            self.warn(f"Invalid host list pattern: {expr}")
+            warnings.append(f"Invalid host list pattern: {expr}")
             return []
         results: list[str] = []
         groups = [g for g in self.group_hosts if rx.match(g)]
@@ -162,5 +163,5 @@ class PatternIndex:
             if name:
                 results.append(name)
         if not results and not groups and expr != "all":
-            self.warn(f"Could not match supplied host pattern, ignoring: {expr}")
+            warnings.append(f"Could not match supplied host pattern, ignoring: {expr}")
         return results  # duplicates kept, as Ansible's subscripts count them

@@ -195,6 +195,16 @@ def test_cache_is_keyed_by_every_file(tmp_path: Path, home: Path) -> None:
     assert load_inventory_cached(p).select("web") == ["w1", "w2"]
 
 
+def test_the_cache_keeps_the_newest_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(inv_cache, "KEEP", 2)
+    for i in range(4):
+        inv_cache.write(f"/inv/{i}", "sig", {"n": i}, None)
+        os.utime(inv_cache._entry(f"/inv/{i}"), ns=(i + 1, i + 1))
+    inv_cache.write("/inv/4", "sig", {"n": 4}, None)
+    assert [inv_cache.read(f"/inv/{i}", "sig") for i in range(5)] == [None, None, None, {"n": 3}, {"n": 4}]
+    assert inv_cache.read("/inv/4", "other") is None
+
+
 def test_a_cached_load_does_not_import_ansible(tmp_path: Path, home: Path) -> None:
     p = tmp_path / "hosts.yml"
     p.write_text("all:\n  children:\n    web:\n      hosts:\n" + "".join(f"        w{i}: {{n: {i}}}\n" for i in range(200)))
