@@ -219,8 +219,8 @@ def build_plan(request: RunRequest) -> Plan:
     lrb = load_runbook_cached(request.runbook, inventory)
     params, secrets = resolve_params(lrb, request.params)
     rb = lrb.runbook
-    targets = inventory.select(rb.targets)
-    limit = set(inventory.select(request.limit)) if request.limit else None
+    targets = inventory.select_or_fail(rb.targets, "targets")
+    limit = set(inventory.select_or_fail(request.limit, "--limit")) if request.limit else None
     if limit is not None:
         targets = [h for h in targets if h in limit]
         if not targets:
@@ -229,7 +229,7 @@ def build_plan(request: RunRequest) -> Plan:
     def plan_steps(steps: list[Step], phase: str, offset: int) -> list[PlannedStep]:
         out = []
         for i, step in enumerate(steps):
-            hosts = inventory.select(step.hosts) if step.hosts else list(targets)
+            hosts = inventory.select_or_fail(step.hosts, f"step {step.name!r} hosts") if step.hosts else list(targets)
             if limit is not None:
                 hosts = [h for h in hosts if h in limit]
             if step.ansible:

@@ -234,3 +234,14 @@ def test_no_host_gives_ansibles_warning(corpus: Path, empty_cwd: Path) -> None:
     none = opsflow("inventory", "hosts", "dbz", "-i", source, "--json", cwd=empty_cwd)
     assert (none.returncode, json.loads(none.stdout)) == (0, [])
     assert "[WARNING]: No hosts matched, nothing to do" in none.stderr
+
+
+def test_passwords_are_masked_unless_asked_for(tmp_path: Path, empty_cwd: Path) -> None:
+    inv = tmp_path / "hosts.ini"
+    inv.write_text("[db]\npg1 ansible_host=10.0.0.5 ansible_password=Sw0rdfish! ansible_become_pass=Sup3r role=primary\n")
+    masked = opsflow("inventory", "host", "pg1", "-i", str(inv), "--json", cwd=empty_cwd)
+    assert masked.returncode == 0, masked.stderr
+    assert "Sw0rdfish!" not in masked.stdout and "Sup3r" not in masked.stdout
+    assert json.loads(masked.stdout)["ansible_password"] == "********" and '"role": "primary"' in masked.stdout
+    shown = opsflow("inventory", "host", "pg1", "-i", str(inv), "--json", "--show-secrets", cwd=empty_cwd)
+    assert shown.stdout == run_ansible([str(BIN / "ansible-inventory"), "-i", str(inv), "--host", "pg1"], empty_cwd)

@@ -13,15 +13,16 @@ import click
 
 from opsflow.textsafe import for_terminal
 
-_inventory_opt = click.option("--inventory", "-i", "inventory_path", default="inventory", envvar="OPSFLOW_INVENTORY",
-                              show_default=True,
-                              help="inventory: file, directory, plugin config or script [env OPSFLOW_INVENTORY]")
+_inventory_opt = click.option("--inventory", "-i", "inventory_path", default=None,
+                              help="inventory: file, directory, plugin config or script "
+                                   "[env OPSFLOW_INVENTORY, project file; default ./inventory]")
 
 
-def _load(path: str):  # type: ignore[no-untyped-def]
+def _load(path: str | None):  # type: ignore[no-untyped-def]
     from opsflow.inventory import load_inventory
+    from opsflow.planning import default_inventory
 
-    return load_inventory(path)
+    return load_inventory(path or default_inventory())
 
 
 @click.group("inventory")
@@ -33,7 +34,7 @@ def inventory() -> None:
 @click.argument("pattern")
 @_inventory_opt
 @click.option("--json", "as_json", is_flag=True, help="a JSON list of host names, in Ansible's order")
-def hosts(pattern: str, inventory_path: str, as_json: bool) -> None:
+def hosts(pattern: str, inventory_path: str | None, as_json: bool) -> None:
     """The hosts PATTERN selects (group, host, a:b, a:&b, a:!b, globs, ~regex, group[0:2])."""
     from opsflow.inventory.models import warn
 
@@ -53,12 +54,18 @@ def hosts(pattern: str, inventory_path: str, as_json: bool) -> None:
 @click.argument("name")
 @_inventory_opt
 @click.option("--json", "as_json", is_flag=True, help="JSON, exactly as ansible-inventory --host NAME")
-def host(name: str, inventory_path: str, as_json: bool) -> None:
-    """The variables of host NAME (passwords included: this shows the inventory as written)."""
+@click.option("--show-secrets", is_flag=True,
+              help="show passwords too (masked by default; with it, byte for byte ansible-inventory --host)")
+def host(name: str, inventory_path: str | None, as_json: bool, show_secrets: bool) -> None:
+    """The variables of host NAME (passwords masked unless --show-secrets)."""
+    from opsflow.inventory.models import SECRET_VARS
     from opsflow.inventory.views import host_json, one_host
+    from opsflow.redact import MASK
 
     inv = _load(inventory_path)
     hvars = inv.hosts[one_host(inv, name)].vars
+    if not show_secrets:
+        hvars = {k: (MASK if k in SECRET_VARS and v else v) for k, v in hvars.items()}
     if as_json:
         click.echo(host_json(hvars))
     else:
@@ -71,7 +78,7 @@ def host(name: str, inventory_path: str, as_json: bool) -> None:
 @inventory.command("graph")
 @click.argument("group", default="all")
 @_inventory_opt
-def graph(group: str, inventory_path: str) -> None:
+def graph(group: str, inventory_path: str | None) -> None:
     """Groups and hosts under GROUP (default all) as a tree."""
     from opsflow.inventory.views import graph as render
 

@@ -202,15 +202,13 @@ def _semantic_diagnostics(lrb: LoadedRunbook, inventory: Inventory | None) -> li
                                       f"(looked in {lrb.path.parent} and {lrb.root / 'runbooks'})"))
             if step.hosts and inventory is not None:
                 try:
-                    inventory.select(step.hosts)
+                    inventory.select_or_fail(step.hosts, "hosts")
                 except InventoryError as exc:
                     line, col = lrb.where(section, i, "hosts", value=True)
                     out.append(Diagnostic(f, line, col, str(exc)))
     if inventory is not None:
         try:
-            if not inventory.select(rb.targets):
-                line, col = lrb.where("targets", value=True)
-                out.append(Diagnostic(f, line, col, f"targets {rb.targets!r} match no host"))
+            inventory.select_or_fail(rb.targets, "targets")
         except InventoryError as exc:
             line, col = lrb.where("targets", value=True)
             out.append(Diagnostic(f, line, col, str(exc)))

@@ -99,7 +99,7 @@ def test_template_syntax_error(tmp_path: Path) -> None:
 def test_unknown_target(tmp_path: Path, inv) -> None:  # type: ignore[no-untyped-def]
     p = write(tmp_path, GOOD.replace("targets: servers", "targets: databases"))
     (d,) = diags(p, inv)
-    assert d.startswith(f"{p}:2:10:") and "'databases' is neither a host nor a group" in d
+    assert d.startswith(f"{p}:2:10:") and "selects no host" in d
 
 
 def test_missing_playbook(tmp_path: Path) -> None:
