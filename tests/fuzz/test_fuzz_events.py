@@ -110,7 +110,7 @@ def requests(draw: st.DrawFn) -> tuple[str, bytes]:
 @pytest.fixture(scope="module")
 def core(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Core]:
     """The daemon's core on a real SQLite store, with a rule for QuickFuzz events (no workers: nothing runs)."""
-    from tests.test_daemon import local_setup
+    from tests.lab.test_daemon import local_setup
 
     tmp = tmp_path_factory.mktemp("fuzz")
     cli, rb = local_setup(tmp)
@@ -170,7 +170,7 @@ def test_syslog_takes_any_datagram() -> None:
 
 # ---- through a real daemon -------------------------------------------------------------------------------------
 def test_a_real_daemon_answers_every_request_with_a_2xx_or_4xx(tmp_path: Path) -> None:
-    from tests.test_daemon import Daemon, local_setup
+    from tests.lab.test_daemon import Daemon, local_setup
 
     cli, rb = local_setup(tmp_path)
     d = Daemon(cli, rb, "--queue", "5", "--workers", "1")

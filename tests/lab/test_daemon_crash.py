@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.helpers import Cli, write_runbook
-from tests.test_daemon import TOKEN, Daemon, local_setup
+from tests.lab.test_daemon import TOKEN, Daemon, local_setup
 
 SEED = int(os.environ.get("OPSFLOW_CRASH_SEED", "20261202"))
 ITERATIONS = 4
