@@ -8,12 +8,11 @@ an archive is restored only after it matches its manifest (``archives``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
 def backup_home() -> Path:
-    """Where backups live: ``$OPSFLOW_BACKUPS``, else ``$OPSFLOW_HOME/backups``."""
-    from opsflow.store import home
+    """Where backups live: the ``backups`` setting (``$OPSFLOW_BACKUPS``, else ``<home>/backups``)."""
+    from opsflow.settings import current
 
-    return Path(os.environ.get("OPSFLOW_BACKUPS") or home() / "backups")
+    return current().backups

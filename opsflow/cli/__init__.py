@@ -90,8 +90,34 @@ class _Main(click.Group):
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="opsflow")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """opsflow — codified runbooks for servers and network devices, every outcome recorded."""
+    if not ctx.resilient_parsing:
+        ctx.default_map = _project_defaults()
+
+
+def _project_defaults() -> dict[str, dict[str, object]] | None:
+    """Option defaults from the project file (its [daemon] table, its runbooks directory): they sit
+    below the environment and the command line, as opsflow.settings documents."""
+    from opsflow.errors import UsageError
+    from opsflow.settings import current
+
+    settings = current()
+    if settings.project_file is None:
+        return None
+    daemon: dict[str, object] = {k.replace("-", "_"): v for k, v in settings.daemon.items()}
+    if daemon:
+        from opsflow.cli.daemon import daemon as command
+
+        known = sorted(p.name for p in command.params if p.name)
+        unknown = sorted(set(daemon) - set(known))
+        if unknown:
+            raise UsageError(f"{settings.project_file}: [daemon] has unknown setting(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(known)})")
+    if settings.sources.get("runbooks") != "default":
+        daemon.setdefault("runbooks", settings.runbooks)
+    return {"daemon": daemon}
 
 
 if __name__ == "__main__":  # pragma: no cover

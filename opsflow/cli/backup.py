@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from opsflow.backup.repo import BackupError
+from opsflow.cli.options import db_opt
 from opsflow.errors import UsageError
 from opsflow.textsafe import for_terminal
 
@@ -136,7 +137,7 @@ def verify(name: str | None, all_: bool) -> None:
 
 
 @backup.command()
-@click.option("--db", default=None, envvar="OPSFLOW_DB")
+@db_opt
 @click.option("--max-backup-age", default=26 * 3600, show_default=True, help="seconds")
 @click.option("--max-drill-age", default=8 * 86400, show_default=True, help="seconds")
 @click.option("--json", "as_json", is_flag=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from opsflow.lab.plan import read_state
 
 
 def default_state_dir() -> Path:
-    home = os.environ.get("OPSFLOW_HOME") or "~/.opsflow"
-    return Path(home).expanduser() / "lab"
+    from opsflow.settings import current
+
+    return current().home / "lab"
 
 
 def _open(state_dir: Path | None, name: str | None) -> Lab:

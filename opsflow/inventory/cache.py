@@ -38,7 +38,9 @@ def cache_dir() -> Path:
     explicit = os.environ.get("OPSFLOW_INVENTORY_CACHE")
     if explicit:
         return Path(explicit)
-    return Path(os.environ.get("OPSFLOW_HOME") or Path.home() / ".opsflow") / "cache" / "inventory"
+    from opsflow.settings import current
+
+    return current().home / "cache" / "inventory"
 
 
 def ttl() -> float:

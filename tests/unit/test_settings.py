@@ -62,3 +62,23 @@ def test_bad_project_file_is_a_clear_error(tmp_path: Path, text: str, message: s
     (tmp_path / "opsflow.toml").write_text(text)
     with pytest.raises(UsageError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         resolve(cwd=tmp_path, env={})
+
+
+def test_project_file_gives_the_daemon_its_defaults_below_the_command_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    (tmp_path / "opsflow.toml").write_text('runbooks = "rb"\n[daemon]\nworkers = 7\n')
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
+
+    def opsflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "opsflow", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env={**env, "COLUMNS": "200"})
+
+    shown = "".join(opsflow("daemon", "--help").stdout.split())  # help text wraps: compare without spaces
+    assert "[default:7;1<=x<=256]" in shown and f"[default:{tmp_path / 'rb'}]" in shown
+    (tmp_path / "opsflow.toml").write_text("[daemon]\nwrokers = 7\n")
+    bad = opsflow("daemon", "--help")
+    assert bad.returncode == 2 and "unknown setting(s) wrokers" in bad.stderr and "Traceback" not in bad.stderr
