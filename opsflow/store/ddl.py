@@ -1,7 +1,9 @@
-"""The store's schema as released before migrations (opsflow_meta schema 1), frozen.
+"""DDL the migrations run, shared with the creation of an empty store (``opsflow.store.migrate``).
 
-Migration 0001 runs it; an empty store is created from it plus what later migrations add
-(``opsflow.store.migrate.HEAD_DDL``). Never edit it: add a migration instead.
+``BASELINE_DDL`` is the store as released before migrations (opsflow_meta schema 1), frozen:
+migration 0001 runs it. Later DDL that a migration runs as text is here too, so an empty store
+created at head and a store migrated there are the same (a test compares them). Never edit a
+released statement: add a migration instead.
 """
 
 BASELINE_DDL = """
@@ -45,3 +47,21 @@ CREATE TABLE IF NOT EXISTS breakers (
   opened_at DOUBLE PRECISION, last_run TEXT, reset_at DOUBLE PRECISION, reset_by TEXT);
 INSERT INTO opsflow_meta (key, value) VALUES ('schema', '1');
 """
+
+
+# migration 0004: the scheduler's fire decisions and the audit log
+SCHEDULE_AUDIT_DDL = """
+CREATE TABLE IF NOT EXISTS schedule_fires (
+  entry TEXT NOT NULL, slot DOUBLE PRECISION NOT NULL, decision TEXT NOT NULL, reason TEXT,
+  deferred_to DOUBLE PRECISION, run_id TEXT, outcome TEXT, decided_at DOUBLE PRECISION NOT NULL, scheduler TEXT,
+  PRIMARY KEY (entry, slot));
+CREATE INDEX IF NOT EXISTS schedule_fires_decided ON schedule_fires (decided_at);
+CREATE TABLE IF NOT EXISTS audit (
+  id {serial}, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT, detail TEXT);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+"""
+
+
+def statements(ddl: str, postgres: bool) -> list[str]:
+    serial = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
+    return [s for s in ddl.replace("{serial}", serial).split(";") if s.strip()]

@@ -25,7 +25,7 @@ from typing import Any
 
 from opsflow.errors import StoreError
 
-REVISIONS = ("0001_baseline", "0002_history_indexes", "0003_run_error_kind")  # oldest first
+REVISIONS = ("0001_baseline", "0002_history_indexes", "0003_run_error_kind", "0004_schedule_and_audit")  # oldest first
 HEAD = REVISIONS[-1]
 BASELINE = REVISIONS[0]
 SCRIPTS = Path(__file__).parent / "migrations"
@@ -91,15 +91,13 @@ def upgrade(run: Exec, url: str, raw_url: str, dialect: str) -> tuple[str | None
 
 def _create(run: Exec, dialect: str) -> None:
     """An empty store: the baseline, then what the later migrations add, stamped at HEAD."""
-    from opsflow.store.ddl import BASELINE_DDL
+    from opsflow.store.ddl import BASELINE_DDL, SCHEDULE_AUDIT_DDL, statements
 
-    serial = "BIGSERIAL PRIMARY KEY" if dialect == "postgres" else "INTEGER PRIMARY KEY AUTOINCREMENT"
-    statements = (BASELINE_DDL.replace("{serial}", serial) + HEAD_DDL).split(";")
+    todo = statements(BASELINE_DDL + HEAD_DDL + SCHEDULE_AUDIT_DDL, dialect == "postgres")
     run("BEGIN")
     try:
-        for statement in statements:
-            if statement.strip():
-                run(statement)
+        for statement in todo:
+            run(statement)
         run("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD,))
         run("COMMIT")
     except BaseException:

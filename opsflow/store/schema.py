@@ -73,6 +73,23 @@ event_actions = Table(
     Index("event_actions_outcome", "outcome"),
 )
 
+schedule_fires = Table(
+    "schedule_fires", metadata,
+    Column("entry", Text, primary_key=True), Column("slot", F, primary_key=True),
+    Column("decision", Text, nullable=False), Column("reason", Text), Column("deferred_to", F),
+    Column("run_id", Text), Column("outcome", Text), Column("decided_at", F, nullable=False),
+    Column("scheduler", Text),
+    Index("schedule_fires_decided", "decided_at"),
+)
+
+audit = Table(
+    "audit", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", F, nullable=False), Column("actor", Text, nullable=False), Column("action", Text, nullable=False),
+    Column("target", Text), Column("detail", Text),
+    Index("audit_at", "at"),
+)
+
 breakers = Table(
     "breakers", metadata,
     Column("rule", Text, primary_key=True), Column("failures", Integer, nullable=False, server_default="0"),

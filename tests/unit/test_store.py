@@ -84,3 +84,21 @@ def test_bad_store_is_a_clear_error(tmp_path: Path) -> None:
         open_store(str(tmp_path / "file" / "x.db"))  # a path below a regular file
     with pytest.raises(StoreError, match="cannot connect to PostgreSQL"):
         open_store("postgresql://nobody:pw@127.0.0.1:1/none")
+
+
+def test_a_slot_is_claimed_once_and_the_audit_log_keeps_who(store_url: str) -> None:
+    store: Store = open_store(store_url)
+    slot = 1_800_000_000.0
+    assert store.claim_fire("nightly", slot, "fired", scheduler="a")
+    assert not store.claim_fire("nightly", slot, "fired", scheduler="b")  # a second scheduler loses the slot
+    assert store.claim_fire("nightly", slot + 86400, "skipped", reason="blackout year-end-freeze")
+    store.update_fire("nightly", slot, run_id="r1", outcome="succeeded")
+    fires = store.fires(entry="nightly")
+    assert [(f["decision"], f["run_id"], f["outcome"], f["scheduler"]) for f in fires] == [
+        ("skipped", None, None, ""), ("fired", "r1", "succeeded", "a")]
+    assert store.last_fires()["nightly"]["reason"] == "blackout year-end-freeze"
+    store.audit("alice@laptop", "window_override", "run r9", "disk full, cannot wait")
+    (row,) = store.audit_log()
+    assert (row["actor"], row["action"], row["target"], row["detail"]) == (
+        "alice@laptop", "window_override", "run r9", "disk full, cannot wait")
+    store.close()
