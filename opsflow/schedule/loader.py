@@ -106,6 +106,21 @@ def _restore_sexagesimal(tree: Any, lines: list[str]) -> None:
             fix(cal["time_intervals"])
 
 
+def _restore_on_keys(tree: Any, lines: list[str]) -> None:
+    """YAML 1.1 reads the key ``on`` (of ``notify: [{to, on}]``) as true: make it ``on`` again."""
+    entries = tree.get("schedules") if isinstance(tree, PosDict) else None
+    for entry in entries if isinstance(entries, PosList) else []:
+        notify = entry.get("notify") if isinstance(entry, PosDict) else None
+        for item in notify if isinstance(notify, PosList) else []:
+            if not isinstance(item, PosDict) or "True" not in item or "on" in item:
+                continue
+            line, col = item.key_pos["True"]
+            raw = lines[line - 1][col - 1:col + 1] if 0 < line <= len(lines) else ""
+            if raw.lower() == "on":
+                item["on"] = item.pop("True")
+                item.key_pos["on"], item.value_pos["on"] = item.key_pos.pop("True"), item.value_pos.pop("True")
+
+
 # ---- pydantic errors at their place in the file ---------------------------------------------------
 _TYPE_PARTS = re.compile(r"[\[\(]|^(str|int|float|bool|dict|list|none|function-.*|lax-or-strict)$")
 _MODELS = {c.__name__ for c in (m.DateSpan, m.RecurrenceSpec, m.ScopeSpec, m.CalendarSpec, m.Misfire, m.After,
@@ -130,12 +145,11 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 def _diagnostics(exc: ValidationError, tree: Any, filename: str) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: set[tuple[Any, ...]] = set()
-    for err in exc.errors():
+    for err in exc.errors():  # pydantic lists a union's own alternatives' errors last
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (_TYPE_PARTS.search(p) or p in _MODELS)))
-        key = (loc, err["type"])
-        if key in seen:
+        if loc in seen:  # one problem per place: a union's other alternatives add only noise
             continue
-        seen.add(key)
+        seen.add(loc)
         line, col = position(tree, loc)
         if err["type"] == "extra_forbidden":
             model = _model_at(loc[:-1])
@@ -188,7 +202,9 @@ def _read_files(files: list[Path], problems: list[Diagnostic]) -> tuple[list[_It
             problems.append(Diagnostic(str(f), 1, 1, "a schedules file is a YAML mapping with calendars: "
                                                      "and/or schedules:"))
             continue
-        _restore_sexagesimal(tree, text.splitlines())
+        lines = text.splitlines()
+        _restore_sexagesimal(tree, lines)
+        _restore_on_keys(tree, lines)
         try:
             parsed = m.ScheduleFile.model_validate(tree)
         except ValidationError as exc:
@@ -374,6 +390,7 @@ def load_schedules(path: str | Path, runbooks: str | Path | None = None, check_r
         out.entries[item.spec.name] = _build_entry(item, calendars, runbooks_dir, problems, check_runbooks)
     _cycles(entry_items, problems)
     if problems:
+        problems.sort(key=lambda d: (d.file, d.line, d.col))
         if len(problems) > MAX_PROBLEMS:
             last = problems[MAX_PROBLEMS]
             raise RunbookError([*problems[:MAX_PROBLEMS], Diagnostic(last.file, last.line, last.col,

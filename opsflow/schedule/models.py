@@ -103,9 +103,8 @@ LocalText = Annotated[str, BeforeValidator(_local_text), AfterValidator(_check_l
 def _interval(value: Any) -> Any:
     problems = intervals.interval_problems(value)
     if problems:
-        loc, message = problems[0]
-        where = ".".join(str(p) for p in loc)
-        raise ValueError(f"{where}: {message}" if where else message)
+        raise ValueError("; ".join(f"{'.'.join(str(p) for p in loc)}: {message}" if loc else message
+                                   for loc, message in problems))
     return value
 
 
@@ -158,7 +157,14 @@ class ScopeSpec(_Model):
     hosts: list[str] = Field(default_factory=list)
 
 
+_SOURCES: dict[str, Any] = {"anyOf": [{"required": [k], "properties": {k: {"type": "array", "minItems": 1}}}
+                                      for k in ("time_intervals", "dates", "recurrences")]
+                            + [{"required": ["ics"], "properties": {"ics": {"anyOf": [
+                                {"type": "string", "minLength": 1}, {"type": "array", "minItems": 1}]}}}]}
+
+
 class CalendarSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=_SOURCES)
     name: Name
     mode: Literal["allowed", "blackout"]
     description: str = ""

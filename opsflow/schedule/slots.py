@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 from opsflow.schedule import tz as tzmod
@@ -134,6 +135,11 @@ def open_time(calendars: Sequence[Calendar], start: datetime) -> OpenTime:
     return hit
 
 
+@lru_cache(maxsize=65536)
+def _iso(t: datetime, tz: Any) -> str:
+    return tzmod.iso(t, tz)
+
+
 def _dur(td: timedelta) -> str:
     s = int(td.total_seconds())
     h, m = divmod(s // 60, 60)
@@ -194,7 +200,7 @@ def decide(entry: Entry, t: datetime, ot: OpenTime, p95: timedelta | None = None
     if fits(t, end):
         if end is None:
             return Slot(t, "run", "no window applies" if not ot.calendars else "calendars open")
-        return Slot(t, "run", f"window open until {tzmod.iso(end, entry.tz)}", window_end=end)
+        return Slot(t, "run", f"window open until {_iso(end, entry.tz)}", window_end=end)
     assert end is not None
     why = (f"window closes at {tzmod.iso(end, entry.tz)}"
            + (f"; cutoff {_dur(cutoff)}" if cutoff else "")

@@ -21,6 +21,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from croniter import croniter
@@ -123,6 +124,26 @@ class Trigger:
         return next(self.fires(start), None)
 
 
+_Fields = tuple[list[int], list[int], set[int] | None, set[int] | None, set[int] | None]
+
+
+@lru_cache(maxsize=8192)
+def _expand(text: str) -> _Fields | None:
+    """croniter's expansion as sets, when no extension (L, #) needs croniter's own walk."""
+    fields, nth = croniter.expand(text)
+    if nth or not all(isinstance(v, int) or v == "*" for f in fields for v in f):
+        return None
+
+    def values(f: list[Any], full: range) -> list[int]:
+        return list(full) if f == ["*"] else sorted({int(v) for v in f})
+
+    def maybe(f: list[Any], modulo: int = 0) -> set[int] | None:
+        return None if f == ["*"] else {int(v) % modulo if modulo else int(v) for v in f}
+
+    return values(fields[0], range(60)), values(fields[1], range(24)), maybe(fields[2]), maybe(fields[3]), \
+        maybe(fields[4], 7)
+
+
 @dataclass(eq=False)
 class CronTrigger(Trigger):
     expr: str
@@ -138,8 +159,39 @@ class CronTrigger(Trigger):
     def describe(self) -> str:
         return f"cron '{self.expr}' {self.timezone}"
 
+    def _fields(self) -> _Fields | None:
+        return _expand(self.text)
+
+    def _day_matches(self, day: Any, doms: set[int] | None, months: set[int] | None, dows: set[int] | None) -> bool:
+        if months is not None and day.month not in months:
+            return False
+        dom_ok = doms is None or day.day in doms
+        dow_ok = dows is None or (day.weekday() + 1) % 7 in dows
+        if doms is not None and dows is not None:  # croniter (day_or): either day field
+            return dom_ok or dow_ok
+        return dom_ok and dow_ok
+
     def _walls(self, a: datetime, b: datetime) -> Iterator[datetime]:
-        """Wall-clock matches in [a, b) (naive)."""
+        """Wall-clock matches in [a, b) (naive): croniter's set of times, walked day by day."""
+        fields = self._fields()
+        if fields is None:
+            yield from self._croniter_walls(a, b)
+            return
+        minutes, hours, doms, months, dows = fields
+        day = a.date()
+        while datetime.combine(day, datetime.min.time()) < b:
+            if self._day_matches(day, doms, months, dows):
+                base = datetime.combine(day, datetime.min.time())
+                for h in hours:
+                    for m in minutes:
+                        wall = base.replace(hour=h, minute=m)
+                        if wall >= b:
+                            return
+                        if wall >= a:
+                            yield wall
+            day += timedelta(days=1)
+
+    def _croniter_walls(self, a: datetime, b: datetime) -> Iterator[datetime]:
         it = croniter(self.text, a - timedelta(seconds=1))
         while True:
             try:
