@@ -3,7 +3,8 @@
 OpsflowError
  ├── UsageError            bad input from the user (exit code 2)
  │    ├── RunbookError     a runbook file is invalid; carries Diagnostics (file:line:col)
- │    └── InventoryError   an inventory cannot be loaded or a pattern does not resolve
+ │    ├── InventoryError   an inventory cannot be loaded or a pattern does not resolve
+ │    └── WindowClosed     a blackout is in force, or the run is outside its maintenance window
  ├── EnvironmentProblem    the machine lacks something (a package, root); exit code 2
  ├── LabError              the local lab could not be built or driven
  ├── StoreError            the run store cannot be opened or written
@@ -55,6 +56,10 @@ class RunbookError(UsageError):
 
 class InventoryError(UsageError):
     pass
+
+
+class WindowClosed(UsageError):
+    """A scoped calendar holds the run back now (``--override-window --reason`` to run it anyway)."""
 
 
 class EnvironmentProblem(OpsflowError):

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from opsflow.actions import ACTIONS
-from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError
+from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError, WindowClosed
 from opsflow.inventory import Inventory, load_inventory_cached
 from opsflow.redact import MASK, MIN_SECRET, Redactor
 from opsflow.runbook.models import Param, Step
@@ -55,6 +55,8 @@ class RunRequest:
     parent_run: str | None = None
     resume_of: str | None = None  # continue this run: skip what it (and its ancestors) completed
     lock_owners: frozenset[str] = frozenset()  # runs whose locks count as ours (a sub-runbook's parents)
+    override_window: str | None = None  # why this run may start in a blackout / outside its window (audited)
+    windows_checked: bool = False  # the scheduler already decided this slot against its calendars
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class Plan:
     targets: list[str]
     steps: list[PlannedStep]
     on_failure: list[PlannedStep]
+    window_override: str | None = None  # the window verdict an override let the run past (audited)
 
     @property
     def name(self) -> str:
@@ -238,6 +241,7 @@ def build_plan(request: RunRequest) -> Plan:
             out.append(PlannedStep(index=offset + i, step=step, hosts=hosts, phase=phase))
         return out
 
+    overridden = check_windows(request, rb.name, targets, inventory)
     main = plan_steps(rb.steps, "main", 0)
     if request.check and request.strict:
         refused = [f"{ps.step.name!r} ({check_support(ps.step)[1]})" for ps in main + plan_steps(rb.on_failure, "", 0)
@@ -247,7 +251,31 @@ def build_plan(request: RunRequest) -> Plan:
                              + "; ".join(refused))
     return Plan(request=request, loaded=lrb, inventory=inventory, params=params,
                 secrets=secrets + inventory.secrets(), targets=targets, steps=main,
-                on_failure=plan_steps(rb.on_failure, "on_failure", len(main)))
+                on_failure=plan_steps(rb.on_failure, "on_failure", len(main)), window_override=overridden)
+
+
+def check_windows(request: RunRequest, runbook: str, targets: list[str], inventory: Inventory) -> str | None:
+    """Refuse a run that a scoped calendar holds back now (WindowClosed), unless overridden; return the
+    verdict an override let it past. Scheduled runs were decided by the scheduler; a sub-runbook by its parent."""
+    if request.windows_checked or (request.parent_run and not request.resume_of):
+        return None
+    from datetime import UTC, datetime
+
+    from opsflow.schedule.governance import governing_calendars, verdict
+    from opsflow.settings import current
+
+    settings = current()
+    calendars = governing_calendars(settings.schedules, settings.runbooks)
+    if not calendars:
+        return None
+    names = set(targets) | {g for h in targets for g in inventory.hosts[h].groups}
+    why = verdict(calendars, runbook, names, datetime.now(UTC))
+    if why is None:
+        return None
+    if not request.override_window:
+        raise WindowClosed(f"{runbook} not started: {why}. To run it anyway: --override-window --reason TEXT "
+                           "(recorded with who did it)")
+    return why
 
 
 def project_file(lrb: LoadedRunbook, name: str) -> str:

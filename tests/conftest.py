@@ -52,6 +52,19 @@ def _lab_name() -> str:
     return f"{LAB_NAME}-{os.getpid()}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_schedules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The repository's example schedules/ govern no test run (their blackouts follow the calendar date):
+    a test that wants maintenance windows points OPSFLOW_SCHEDULES at its own directory."""
+    old = os.environ.get("OPSFLOW_SCHEDULES")
+    os.environ["OPSFLOW_SCHEDULES"] = str(tmp_path_factory.mktemp("no-schedules") / "none")
+    yield
+    if old is None:
+        os.environ.pop("OPSFLOW_SCHEDULES", None)
+    else:
+        os.environ["OPSFLOW_SCHEDULES"] = old
+
+
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A running lab: srv1..srv4 and rtr1..rtr2, torn down at the end of the session."""

@@ -107,16 +107,23 @@ def _outputs(fn: Any) -> Any:
 @click.option("--strict", is_flag=True, help="with --check: refuse when a step cannot be checked")
 @click.option("--trigger", default=None, type=click.Choice(["cli", "ci", "event", "schedule", "api"]),
               help="who starts the run [default: ci when $CI is set, else cli]")
+@click.option("--override-window", is_flag=True,
+              help="start even in a blackout or outside the maintenance window (needs --reason; audited)")
+@click.option("--reason", default=None, metavar="TEXT", help="why the window is overridden (recorded with who)")
 @_outputs
 def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
-        check: bool, strict: bool, trigger: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
+        check: bool, strict: bool, trigger: str | None, override_window: bool, reason: str | None, as_json: bool,
+        junit: str | None, quiet: bool) -> None:
     """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
     from opsflow.planning import RunRequest, default_inventory
 
     if strict and not check:
         raise UsageError("--strict only applies with --check")
+    if override_window != bool(reason and reason.strip()):
+        raise UsageError("--override-window and --reason TEXT go together: say why the window is overridden")
     execute_request(RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
-                               limit=limit, trigger=_trigger(trigger), check=check, strict=strict),
+                               limit=limit, trigger=_trigger(trigger), check=check, strict=strict,
+                               override_window=reason.strip() if reason else None),
                     db, as_json, junit, quiet)
 
 

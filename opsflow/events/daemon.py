@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.api import execute
-from opsflow.errors import Diagnostic, OpsflowError, RunbookError, UsageError
+from opsflow.errors import Diagnostic, OpsflowError, RunbookError, UsageError, WindowClosed
 from opsflow.events.metrics import Metrics
 from opsflow.events.models import Event
 from opsflow.events.rules import HostIndex, Match, Rule, evaluate, occurrence, rules_of
@@ -315,9 +315,12 @@ class Daemon:
             return self._not_started(item, "locked", f"run {holder} holds the lock of {host}")
         request = RunRequest(runbook=rule.path, params=dict(item.match.params), inventory=self.s.inventory,
                              limit=host, trigger="event", started_by=f"{item.event.source}:{rule.name}",
-                             check=self.s.check)
+                             check=self.s.check,
+                             override_window=f"emergency rule {rule.name}" if rule.trigger.emergency else None)
         try:
             plan = build_plan(request)
+        except WindowClosed as exc:  # a maintenance window holds automatic remediation back too
+            return self._not_started(item, "blackout", str(exc))
         except OpsflowError as exc:
             return self._not_started(item, "invalid", str(exc))
         executor = Executor(self.store, _Watch(self, item), grace=self.s.grace)

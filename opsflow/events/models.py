@@ -204,6 +204,8 @@ class EventTrigger(_Model):
     dedup: Dedup = Dedup()
     cooldown: Duration = Field(600, description="after a run for (rule, host), later events wait this long")
     breaker: Whole = Field(3, ge=0, description="consecutive failed runs that open the circuit (0: never)")
+    emergency: bool = Field(False, description="remediate even in a blackout or outside the maintenance window "
+                                               "(recorded as a window override by this rule)")
 
 
 class Triggers(_Model):

@@ -91,6 +91,9 @@ class Executor:
             started_by=req.started_by, started_at=started, check_mode=req.check, inventory=str(req.inventory),
             parent_run=req.parent_run, pid=os.getpid(), pid_start=process_start(os.getpid()),
             hosts={h: "pending" for h in plan.targets}))
+        if plan.window_override:  # a person let this run past a closed window: who, when and why
+            self.store.audit(req.started_by, "window_override", f"run {state.run_id} of {rb.name}",
+                             f"{req.override_window} (overrode: {plan.window_override})")
         self.observer.run_started(state.run_id, plan)
         ctx = RunContext(inventory=plan.inventory, redactor=state.redactor, concurrency=rb.concurrency,
                          cancel=self.cancel, run_id=state.run_id, multiplex=ssh_sessions(plan) > 1)
