@@ -200,17 +200,23 @@ def deny(run_id: str, comment: str | None, db: str | None) -> None:
 @click.argument("paths", nargs=-1)
 @inventory_opt
 def validate(paths: tuple[str, ...], inventory: str | None) -> None:
-    """Check runbooks: schema, unknown keys, types, templates, playbooks, targets. Exit 2 on any error."""
+    """Check runbooks and schedules: schema, unknown keys, types, templates, playbooks, targets, calendars.
+    Exit 2 on any error."""
     from opsflow.inventory import load_inventory
     from opsflow.planning import default_inventory
     from opsflow.runbook.validate import find_runbooks, load_runbook
+    from opsflow.settings import current
 
+    settings = current()
+    given = list(paths) or [settings.runbooks] + ([settings.schedules] if Path(settings.schedules).is_dir() else [])
+    everything = find_runbooks(given)
+    schedule_files = [f for f in everything if _is_schedule_file(f)]
+    files = [f for f in everything if f not in schedule_files]
+    if not everything:
+        raise UsageError("no runbook or schedule files found (give paths, or run where runbooks/ is)")
     inv_path = inventory or default_inventory()
-    inv = load_inventory(inv_path) if (inventory or Path(inv_path).exists()) else None
-    files = find_runbooks(list(paths) or ["runbooks"])
-    if not files:
-        raise UsageError("no runbook files found (give paths, or run where runbooks/ is)")
-    bad = 0
+    inv = load_inventory(inv_path) if files and (inventory or Path(inv_path).exists()) else None
+    bad = _validate_schedules(schedule_files, settings.runbooks)
     for f in files:
         try:
             load_runbook(f, inv)
@@ -219,11 +225,40 @@ def validate(paths: tuple[str, ...], inventory: str | None) -> None:
             bad += 1
             for d in exc.diagnostics:
                 click.echo(safe(d), err=True)
-    if inv is None:
+    if files and inv is None:
         click.echo("note: no inventory given, targets and template variables were not checked", err=True)
     if bad:
-        click.echo(f"{bad} of {len(files)} runbook(s) invalid", err=True)
+        click.echo(f"{bad} of {len(files) + len(schedule_files)} file(s) invalid", err=True)
         sys.exit(2)
+
+
+def _is_schedule_file(path: Path) -> bool:
+    """A schedules file has top-level ``calendars:`` or ``schedules:`` and no ``steps:``."""
+    import re
+
+    try:
+        head = path.read_text(errors="replace")[:65536]
+    except OSError:
+        return False
+    return bool(re.search(r"^(calendars|schedules)\s*:", head, re.M)) and not re.search(r"^steps\s*:", head, re.M)
+
+
+def _validate_schedules(files: list[Path], runbooks: str) -> int:
+    """Validate schedule files together per directory (calendars and entries refer to each other)."""
+    from opsflow.schedule.loader import validate_schedules
+
+    bad = 0
+    for directory in sorted({f.parent for f in files}):
+        diags = validate_schedules(directory, runbooks)
+        failed = {d.file for d in diags}
+        for d in diags:
+            click.echo(safe(d), err=True)
+        for f in sorted(f for f in files if f.parent == directory):
+            if str(f) in failed:
+                bad += 1
+            else:
+                click.echo(f"ok  {f}")
+    return bad
 
 
 @click.command("list")
@@ -305,8 +340,15 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
 
 
 @click.command()
-def schema() -> None:
-    """JSON Schema of the runbook format (for editors)."""
+@click.option("--kind", type=click.Choice(["runbook", "schedule"]), default="runbook", show_default=True,
+              help="which file format")
+def schema(kind: str) -> None:
+    """JSON Schema of the runbook (or schedules) format, for editors."""
+    if kind == "schedule":
+        from opsflow.schedule.schema import schedule_schema
+
+        click.echo(json.dumps(schedule_schema(), indent=2))
+        return
     from opsflow.runbook.schema import runbook_schema
 
     click.echo(json.dumps(runbook_schema(), indent=2))

@@ -81,3 +81,23 @@ def test_forecast_and_ics(tmp_path: Path) -> None:
 def test_missing_schedules_dir_is_a_usage_error(tmp_path: Path) -> None:
     r = cli(tmp_path, "schedule", "list", "--schedules", str(tmp_path / "nope"))
     assert r.exit_code == 2 and "no schedules directory" in r.output
+
+
+def test_validate_checks_schedules_with_runbooks(tmp_path: Path) -> None:
+    ok = cli(tmp_path, "validate", SCHEDULES, str(ROOT / "runbooks" / "server-health.yaml"))
+    assert ok.exit_code == 0, ok.output
+    assert "ok  " + str(Path(SCHEDULES) / "operations.yaml") in ok.output
+    bad = tmp_path / "sched"
+    bad.mkdir()
+    (bad / "ops.yaml").write_text("calendars:\n  - name: w\n    mode: sometimes\nschedules:\n"
+                                  "  - name: x\n    runbook: server-health\n    cron: '61 * * * *'\n")
+    r = cli(tmp_path, "validate", str(bad))
+    assert r.exit_code == 2
+    lines = [line for line in r.output.splitlines() if line.startswith(str(bad / "ops.yaml") + ":")]
+    assert len(lines) >= 2 and any(":3:5: calendars.0.mode" in line for line in lines), r.output  # all at once
+    assert "Traceback" not in r.output
+
+
+def test_schema_of_schedules(tmp_path: Path) -> None:
+    r = cli(tmp_path, "schema", "--kind", "schedule")
+    assert r.exit_code == 0 and json.loads(r.output)["$schema"] == "https://json-schema.org/draft/2020-12/schema"
