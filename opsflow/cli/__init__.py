@@ -82,6 +82,10 @@ class _Main(click.Group):
             ctx.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # the reader went away (`opsflow history | head`): stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
         except Exception as exc:  # a bug of opsflow: one clear line, the traceback only on request
             if os.environ.get("OPSFLOW_DEBUG"):
                 raise
