@@ -21,6 +21,7 @@ schedules   OPSFLOW_SCHEDULES      ``schedules``
 backups     OPSFLOW_BACKUPS        ``<home>/backups``
 broker      OPSFLOW_BROKER         none (in-process execution)
 [daemon]    —                      listen, token_file, hmac_secret_file … (daemon options)
+[notify]    —                      contacts = {name = [Apprise URLs]}, routes = [{to, on = [kinds]}]
 =========== ====================== ===========================================
 
 Pure apart from reading the project file; :func:`current` caches by working directory and
@@ -43,7 +44,7 @@ PROJECT_FILE = "opsflow.toml"
 PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "backups")
 KEYS = ("home", "db", "inventory", "runbooks", "schedules", "backups", "broker")
 ENV = {key: f"OPSFLOW_{key.upper()}" for key in KEYS}
-SECTIONS = ("daemon",)
+SECTIONS = ("daemon", "notify")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class Settings:
     broker: str | None
     project_file: Path | None
     daemon: Mapping[str, Any] = field(default_factory=dict)
+    notify: Mapping[str, Any] = field(default_factory=dict)  # {contacts: {name: [apprise URLs]}, routes: [{to, on}]}
     sources: Mapping[str, str] = field(default_factory=dict)  # key → "default", the file, "OPSFLOW_…", "command line"
 
     def as_dict(self) -> dict[str, Any]:
@@ -64,7 +66,9 @@ class Settings:
                 "runbooks": self.runbooks, "schedules": self.schedules, "backups": str(self.backups),
                 "broker": _redact_url(self.broker) if self.broker else None,
                 "project_file": str(self.project_file) if self.project_file else None,
-                "daemon": dict(self.daemon), "sources": dict(self.sources)}
+                "daemon": dict(self.daemon), "notify": {"contacts": sorted(self.notify.get("contacts", {})),
+                                                        "routes": len(self.notify.get("routes", []))},
+                "sources": dict(self.sources)}
 
 
 def _redact_url(url: str) -> str:
@@ -159,7 +163,7 @@ def resolve(overrides: Mapping[str, Any] | None = None, cwd: Path | None = None,
     return Settings(home=home, db=values["db"], inventory=values["inventory"], runbooks=values["runbooks"],
                     schedules=values["schedules"], backups=Path(values["backups"]).expanduser(),
                     broker=values.get("broker"), project_file=project,
-                    daemon=dict(table.get("daemon", {})), sources=sources)
+                    daemon=dict(table.get("daemon", {})), notify=dict(table.get("notify", {})), sources=sources)
 
 
 def current(**overrides: Any) -> Settings:

@@ -82,3 +82,12 @@ def test_project_file_gives_the_daemon_its_defaults_below_the_command_line(tmp_p
     (tmp_path / "opsflow.toml").write_text("[daemon]\nwrokers = 7\n")
     bad = opsflow("daemon", "--help")
     assert bad.returncode == 2 and "unknown setting(s) wrokers" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_notify_table_is_read_and_never_shown_with_its_urls(tmp_path: Path) -> None:
+    (tmp_path / "opsflow.toml").write_text('[notify]\ncontacts = {ops = ["mailtos://u:S3cret@mail.example.com"]}\n'
+                                           'routes = [{to = "ops", on = ["run_failed", "missed"]}]\n')
+    s = resolve(cwd=tmp_path, env={})
+    assert s.notify["routes"] == [{"to": "ops", "on": ["run_failed", "missed"]}]
+    assert s.notify["contacts"]["ops"] == ["mailtos://u:S3cret@mail.example.com"]
+    assert "S3cret" not in str(s.as_dict()) and s.as_dict()["notify"] == {"contacts": ["ops"], "routes": 1}
