@@ -1,4 +1,4 @@
-"""``opsflow schedule list|next|forecast`` and ``opsflow calendar check``: looking at the schedule.
+"""``opsflow schedule list|next|forecast|log`` and ``opsflow calendar check``: looking at the schedule.
 
 The schedules directory is ``--schedules DIR`` [env OPSFLOW_SCHEDULES, the project file's
 ``schedules``; default ./schedules]; runbook names resolve in ``--runbooks DIR`` likewise.
@@ -195,6 +195,56 @@ def forecast(days: int, from_: str | None, timezone: str | None, ics_file: str |
         except OSError as exc:
             raise UsageError(f"--ics {ics_file}: cannot write: {exc.strerror or exc}") from None
         click.echo(f"wrote {ics_file}", err=True)
+
+
+@schedule.command("log")
+@click.option("--since", default=None, help="slots since, e.g. 30m, 12h, 7d (default: all)")
+@click.option("--entry", default=None, help="only this entry")
+@click.option("--limit", "-n", default=200, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--timezone", "timezone", default=None, help="show times in this zone (default: this machine's)")
+@db_opt
+@click.option("--json", "as_json", is_flag=True, help="a JSON list of {entry, slot, decision, reason, deferred_to, "
+              "run_id, outcome}")
+def log(since: str | None, entry: str | None, limit: int, timezone: str | None, db: str | None,
+        as_json: bool) -> None:
+    """Every fire decision of the scheduler and what became of it, newest first."""
+    from opsflow.cli.options import parse_since
+    from opsflow.schedule.tz import iso
+
+    z = _zone(timezone)
+    since_ts = parse_since(since) if since else None
+    store = _store(db)
+    rows = store.fires(since=since_ts, entry=entry, limit=limit) if store is not None else []
+    if store is not None:
+        store.close()
+
+    def when(ts: float | None) -> str | None:
+        return iso(datetime.fromtimestamp(ts, UTC), z) if ts is not None else None
+
+    out = [{"entry": r["entry"], "slot": when(r["slot"]), "decision": r["decision"], "reason": r["reason"],
+            "deferred_to": when(r["deferred_to"]), "run_id": r["run_id"], "outcome": r["outcome"],
+            "decided_at": when(r["decided_at"])} for r in rows]
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not out:
+        click.echo("no fire decisions recorded" + (f" since {since}" if since else ""), err=True)
+        return
+    import sys
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from opsflow.cli.render import console_for
+
+    table = Table()
+    for col in ("slot", "entry", "decision", "run", "outcome", "reason"):
+        table.add_column(col)
+    for r in out:
+        decision = str(r["decision"]) + (f" → {r['deferred_to']}" if r["deferred_to"] else "")
+        table.add_row(*(Text(safe(str(v))) for v in (r["slot"], r["entry"], decision, r["run_id"] or "-",
+                                                      r["outcome"] or "-", r["reason"] or "")))
+    console_for(sys.stdout).print(table)
 
 
 @click.group("calendar")
