@@ -1,4 +1,4 @@
-"""opsflow daemon / events / breaker: events start remediation runbooks, safely and on record."""
+"""opsflow daemon / events / breaker: events start remediation runbooks, and the schedule fires, safely and on record."""
 
 from __future__ import annotations
 
@@ -51,14 +51,22 @@ def parse_budget(text: str) -> tuple[int, float]:
               help="bearer token file [or env OPSFLOW_DAEMON_TOKEN]")
 @click.option("--hmac-secret-file", default=None, type=click.Path(dir_okay=False),
               help="HMAC-SHA256 secret file [or env OPSFLOW_DAEMON_HMAC_SECRET]")
+@click.option("--schedules", "schedules_dir", default=None, metavar="DIR",
+              help="schedules directory whose entries fire [env OPSFLOW_SCHEDULES, project file; default "
+                   "./schedules when it exists]")
+@click.option("--no-schedule", is_flag=True, help="events only: fire no schedule entry")
+@click.option("--alertmanager", default=None, metavar="URL",
+              help="Alertmanager to silence the hosts of a scheduled run in, for the run (API v2)")
 @click.option("--check", is_flag=True, help="start runbooks in dry-run mode (try rules safely)")
 @click.option("--insecure", is_flag=True, help="no authentication (only with a loopback --listen)")
 @click.option("--verbose", "-v", is_flag=True, help="log every decision")
 def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbooks: str, inventory: str | None,
            db: str | None, workers: int, queue_size: int, budget: str, drain_timeout: float, grace: float,
-           max_body: int, token_file: str | None, hmac_secret_file: str | None, check: bool, insecure: bool,
-           verbose: bool) -> None:
-    """Receive alerts and events; start the runbooks whose triggers match. SIGTERM drains, SIGHUP reloads."""
+           max_body: int, token_file: str | None, hmac_secret_file: str | None, schedules_dir: str | None,
+           no_schedule: bool, alertmanager: str | None, check: bool, insecure: bool, verbose: bool) -> None:
+    """Receive alerts and events; start the runbooks whose triggers match; fire the schedule's entries.
+
+    SIGTERM drains, SIGHUP reloads (rules and schedules)."""
     from opsflow.events.daemon import Daemon, Settings
     from opsflow.events.server import Auth, Listener, parse_address, require_auth
     from opsflow.planning import default_inventory
@@ -77,6 +85,8 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
                         drain_timeout=drain_timeout, grace=grace, check=check)
     core = Daemon(settings, store)
     rules = core.load()
+    scheduler = None if no_schedule else _scheduler(schedules_dir, runbooks, settings.inventory, store, check, grace,
+                                                    alertmanager)
     listener = Listener(core, auth, address, syslog_address, syslog_allow, max_body, insecure)
     stop = threading.Event()
     signals = {"n": 0}
@@ -94,30 +104,88 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
             logging.getLogger("opsflow.daemon").info("reloaded %d rule(s)", len(loaded))
         except Exception as exc:  # noqa: BLE001 - keep the rules we have
             logging.getLogger("opsflow.daemon").error("reload refused, keeping the current rules:\n%s", exc)
+        if scheduler is not None:
+            from opsflow.schedule.loader import load_schedules
+
+            try:
+                scheduler.reload(load_schedules(scheduler.schedules.directory, runbooks))
+                logging.getLogger("opsflow.scheduler").info("reloaded %d schedule entries", len(scheduler.entries))
+            except Exception as exc:  # noqa: BLE001 - keep the schedule we have
+                logging.getLogger("opsflow.scheduler").error("reload refused, keeping the current schedule:\n%s",
+                                                             exc)
 
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, on_stop)
     signal.signal(signal.SIGHUP, on_reload)
     core.start()
     listener.start()
+    schedule_text = "; no schedule"
+    if scheduler is not None:
+        counts = scheduler.start()
+        schedule_text = (f"; schedule: {len(scheduler.entries)} entries from {scheduler.schedules.directory}"
+                         + (f" ({counts['misfired']} slot(s) missed while stopped: misfire policy applied)"
+                            if counts["misfired"] else "") + (f", silences in {alertmanager}" if alertmanager else ""))
     host, port = listener.http_address
     syslog_text = ""
     if listener.syslog_address:
         syslog_text = f", syslog udp://{listener.syslog_address[0]}:{listener.syslog_address[1]}"
     click.echo(f"opsflow daemon: listening on http://{host}:{port}{syslog_text} (auth: {auth.describe()}); "
                f"{len(rules)} rule(s) from {runbooks}: {', '.join(r.name for r in rules) or 'none'}; "
-               f"workers {workers}, queue {queue_size}, budget {budget_runs}/{budget_window:g}s; store {store.url}"
-               + ("; CHECK MODE (dry runs)" if check else ""), err=True)
+               f"workers {workers}, queue {queue_size}, budget {budget_runs}/{budget_window:g}s{schedule_text}; "
+               f"store {store.url}" + ("; CHECK MODE (dry runs)" if check else ""), err=True)
     while not stop.wait(1.0):
         pass
     click.echo("opsflow daemon: stopping: no new events; queued runs are canceled, running runs get "
                f"{drain_timeout:g} s", err=True)
     listener.stop()
+    schedule_late: list[str] = []
+    stopper = None
+    if scheduler is not None:  # the schedule's runs drain beside the events' runs
+        stopper = threading.Thread(target=lambda: schedule_late.extend(scheduler.stop(drain_timeout, grace)),
+                                   name="opsflow-scheduler-stop", daemon=True)
+        stopper.start()
     late = core.drain()
+    if stopper is not None:
+        stopper.join(drain_timeout + grace + 30)
+        late += schedule_late
     if late:
         click.echo(f"opsflow daemon: canceled at the deadline: {', '.join(late)}", err=True)
     store.close()
     click.echo("opsflow daemon: stopped", err=True)
+
+
+def _scheduler(schedules_dir: str | None, runbooks: str, inventory: str, store: Any, check: bool, grace: float,
+               alertmanager: str | None) -> Any:
+    """The scheduler of the schedules directory; None when the default directory does not exist."""
+    from pathlib import Path
+
+    from opsflow.schedule.loader import load_schedules
+    from opsflow.service.notifications import from_settings
+    from opsflow.service.runs import RunConfig
+    from opsflow.service.scheduler import Scheduler
+    from opsflow.settings import current
+
+    settings = current()
+    directory = Path(schedules_dir or settings.schedules)
+    if not directory.exists():
+        if schedules_dir:
+            raise UsageError(f"--schedules {schedules_dir!r}: no such directory (--no-schedule: events only)")
+        logging.getLogger("opsflow.scheduler").info("no schedules directory %s: no schedule fires", directory)
+        return None
+    if alertmanager:
+        from opsflow.silences import SilenceClient, SilenceError
+
+        try:
+            SilenceClient(alertmanager)  # a malformed URL is refused now, not at the first run
+        except SilenceError as exc:
+            raise UsageError(f"--alertmanager: {exc}") from None
+    notices = from_settings(settings)
+    sset = load_schedules(directory, runbooks)
+    log = logging.getLogger("opsflow.scheduler")
+    for problem in notices.problems(sset.entries):
+        log.warning("%s", problem)
+    config = RunConfig(inventory=inventory, check=check, grace=grace, alertmanager=alertmanager)
+    return Scheduler(sset, store, config, notices)
 
 
 def _outcome(action: dict[str, Any]) -> str:

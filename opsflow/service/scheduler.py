@@ -89,6 +89,7 @@ class Scheduler:
         self._p95: dict[str, tuple[float, float | None]] = {}
         self._thread: threading.Thread | None = None
         self.started_at: float | None = None
+        self._last = 0.0  # the last instant looked at
 
     # ---- records -----------------------------------------------------------------------------------------
     def _claim(self, entry: Entry, slot: float, decision: str, reason: str, deferred_to: float | None = None) -> bool:
@@ -115,7 +116,7 @@ class Scheduler:
         now = self.clock() if now is None else now
         counts = {"settled": 0, "misfired": 0}
         with self._lock:
-            self.started_at = now
+            self.started_at = self._last = now
             self._heap.clear()
             for name, entry in self.entries.items():
                 rows = self.store.fires(entry=name, limit=RECOVER_ROWS)
@@ -332,6 +333,7 @@ class Scheduler:
         if self.started_at is None:
             self.recover(now)
         with self._lock:
+            self._last = now
             for fire in list(self._running):
                 if fire.window_end is not None and now >= fire.window_end and not fire.closed:
                     close_window(fire, self.store, self.notices, iso(fire.window_end, fire.entry))
@@ -352,6 +354,17 @@ class Scheduler:
             for t, _, name, origins in sorted(due, key=lambda d: (d[0], d[1])):
                 self._slot(self.entries[name], t, now, deferred_from=origins)
             return self._next_due(now)
+
+    def reload(self, schedules: ScheduleSet) -> None:
+        """Take a new schedule (SIGHUP): entries added, changed or removed from the last instant looked at on."""
+        with self._lock:
+            self.schedules = schedules
+            self.entries = {n: e for n, e in schedules.entries.items() if e.spec.enabled}
+            self._held = [h for h in self._held if h.fire.entry.name in self.entries]
+            self._heap.clear()
+            for entry in self.entries.values():
+                self._push(entry, self._last)
+        self._wake.set()
 
     def _next_due(self, now: float) -> float:
         times = [self._heap[0][0]] if self._heap else []
