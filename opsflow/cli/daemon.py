@@ -87,6 +87,7 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     rules = core.load()
     scheduler = None if no_schedule else _scheduler(schedules_dir, runbooks, settings.inventory, store, check, grace,
                                                     alertmanager)
+    core.scheduler = scheduler
     listener = Listener(core, auth, address, syslog_address, syslog_allow, max_body, insecure)
     stop = threading.Event()
     signals = {"n": 0}

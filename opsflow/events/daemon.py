@@ -115,6 +115,7 @@ class Daemon:
         self._running: dict[str, Item] = {}
         self._workers: list[threading.Thread] = []
         self._stopping = False
+        self.scheduler: Any = None  # the schedule's scheduler beside intake (opsflow.service), shown in health
         self.metrics.set("opsflow_event_queue_capacity", settings.queue_size)
         self.metrics.gauge("opsflow_event_queue_depth", lambda: {(): float(len(self._queue))})
         self.metrics.gauge("opsflow_runs_running", lambda: {(): float(len(self._running))})
@@ -365,6 +366,8 @@ class Daemon:
         info: dict[str, Any] = {"rules": len(self.rules), "queued": len(self._queue),
                                 "running": len(self._running), "workers": self.s.workers,
                                 "check_mode": self.s.check, "stopping": self._stopping}
+        if self.scheduler is not None:
+            info["schedule"] = self.scheduler.health()
         try:
             self.store.history(limit=1)
         except OpsflowError as exc:

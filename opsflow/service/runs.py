@@ -30,6 +30,9 @@ from opsflow.store.base import Store
 
 log = logging.getLogger("opsflow.scheduler")
 
+# plans are built one at a time: a burst of fires at one instant loads a changed inventory once (Ansible's
+# inventory plugins do not import safely from many threads at once), then the cached one
+_PLANNING = threading.Lock()
 FINISH_STEP_GRACE = 7 * 86400.0  # a window's close never kills the step in flight (the runbook timeout still does)
 FAILED = {RunStatus.FAILED, RunStatus.PARTIAL, RunStatus.CRASHED, RunStatus.ABANDONED}
 
@@ -141,7 +144,8 @@ def run_fire(fire: Fire, store: Store, config: RunConfig, notices: Notices) -> N
                          started_by=f"schedule:{entry.name}", check=config.check,
                          windows_checked=True)  # the slot logic decided it against the entry's calendars
     try:
-        plan = build_plan(request)
+        with _PLANNING:
+            plan = build_plan(request)
     except WindowClosed as exc:
         return _refuse(fire, store, notices, f"blackout: {exc}")
     except OpsflowError as exc:

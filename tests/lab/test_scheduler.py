@@ -103,6 +103,8 @@ def test_schedule_fires_runs_skips_in_a_blackout_holds_a_dependency_and_mails_a_
     d = Daemon(cli, runbooks(tmp_path), "--schedules", str(sched))
     started.append(d)
     assert "schedule: 7 entries from" in d.log.read_text()
+    status, health, _ = d.request("GET", "/healthz")
+    assert status == 200 and health["schedule"]["entries"] == 7
     wait_for(lambda: box.messages, 40, "the mail of the failed run")
     deadline = now + timedelta(seconds=14)
     wait_for(lambda: datetime.now(UTC) > deadline and [r for r in log(cli, "moved") if r["decision"] == "fired"
