@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "lab": ("opsflow.cli.lab", "lab", "The local lab of real servers and routers."),
     "db": ("opsflow.cli.db", "db", "The store's schema revision; upgrade it in place."),
     "inventory": ("opsflow.cli.inventory", "inventory", "Hosts, variables and groups of an inventory, as Ansible sees them."),
-    "schedule": ("opsflow.cli.schedule", "schedule", "The operations schedule: list, next slots, forecast."),
+    "schedule": ("opsflow.cli.schedule", "schedule", "The operations schedule: list, next slots, log of fire decisions, forecast."),
     "calendar": ("opsflow.cli.schedule", "calendar", "Maintenance windows and blackouts: check one at an instant."),
 }
 
