@@ -65,6 +65,7 @@ class RunError(StrEnum):
     MAX_FAIL = "max_fail_percentage"  # a batch failed past the limit: later batches not started
     TIMEOUT = "timeout"  # the runbook's timeout was reached
     CANCELED = "canceled"  # a signal or a person stopped it
+    WINDOW_CLOSED = "window_closed"  # its maintenance window ended (on_window_close: finish_step / rollback)
     INVALID = "invalid"  # an opsflow error while running it (bad input found late)
     INTERNAL = "internal"  # a bug of opsflow (status crashed)
 

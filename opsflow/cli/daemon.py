@@ -83,10 +83,14 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     settings = Settings(inventory=inventory or default_inventory(), runbooks=runbooks, workers=workers,
                         queue_size=queue_size, budget_runs=budget_runs, budget_window=budget_window,
                         drain_timeout=drain_timeout, grace=grace, check=check)
-    core = Daemon(settings, store)
+    from opsflow.service.notifications import from_settings
+    from opsflow.settings import current
+
+    notices = from_settings(current())  # one set of channels for events, approvals, breakers and the schedule
+    core = Daemon(settings, store, notices=notices)
     rules = core.load()
     scheduler = None if no_schedule else _scheduler(schedules_dir, runbooks, settings.inventory, store, check, grace,
-                                                    alertmanager)
+                                                    alertmanager, notices)
     core.scheduler = scheduler
     listener = Listener(core, auth, address, syslog_address, syslog_allow, max_body, insecure)
     stop = threading.Event()
@@ -151,17 +155,17 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
         late += schedule_late
     if late:
         click.echo(f"opsflow daemon: canceled at the deadline: {', '.join(late)}", err=True)
+    notices.close()  # notifications under way are sent (the scheduler's stop closed them already, if it ran)
     store.close()
     click.echo("opsflow daemon: stopped", err=True)
 
 
 def _scheduler(schedules_dir: str | None, runbooks: str, inventory: str, store: Any, check: bool, grace: float,
-               alertmanager: str | None) -> Any:
+               alertmanager: str | None, notices: Any) -> Any:
     """The scheduler of the schedules directory; None when the default directory does not exist."""
     from pathlib import Path
 
     from opsflow.schedule.loader import load_schedules
-    from opsflow.service.notifications import from_settings
     from opsflow.service.runs import RunConfig
     from opsflow.service.scheduler import Scheduler
     from opsflow.settings import current
@@ -180,7 +184,6 @@ def _scheduler(schedules_dir: str | None, runbooks: str, inventory: str, store: 
             SilenceClient(alertmanager)  # a malformed URL is refused now, not at the first run
         except SilenceError as exc:
             raise UsageError(f"--alertmanager: {exc}") from None
-    notices = from_settings(settings)
     sset = load_schedules(directory, runbooks)
     log = logging.getLogger("opsflow.scheduler")
     for problem in notices.problems(sset.entries):

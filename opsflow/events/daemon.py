@@ -26,10 +26,13 @@ from opsflow.events.rules import HostIndex, Match, Rule, evaluate, occurrence, r
 from opsflow.events.safety import Guard
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
-from opsflow.planning import Plan, RunRequest, build_plan, resolve_params
+from opsflow.notify import Kind
+from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
+from opsflow.redact import Redactor
 from opsflow.results import RunError, RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
+from opsflow.service.notifications import Notices
 from opsflow.store.base import Statement, Store
 
 log = logging.getLogger("opsflow.daemon")
@@ -94,16 +97,26 @@ class _Watch(NullObserver):
         self.daemon, self.item = daemon, item
 
     def run_started(self, run_id: str, plan: Plan) -> None:
+        self.redactor = Redactor(plan.secrets)
         try:
             self.daemon._started(self.item, run_id)
         except OpsflowError as exc:  # the run goes on (and is recorded by the executor) whatever happens here
             log.error("run %s: its start was not recorded on action %s: %s", run_id, self.item.action, exc)
 
+    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None:
+        rule = self.item.match.rule.name
+        self.daemon.notices.announce(Kind.APPROVAL_WAITING, f"run {run_id} ({rule} on {self.item.host}) waits for "
+                                     "approval", f"{message}\nApprove: opsflow approve {run_id}   Deny: opsflow deny "
+                                     f"{run_id}\nNo decision by {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(deadline))} means deny.",
+                                     run_id=run_id, reason=step.step.name, redactor=getattr(self, "redactor", None))
+
 
 class Daemon:
-    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, store: Store, metrics: Metrics | None = None,
+                 notices: Notices | None = None) -> None:
         self.s = settings
         self.store = store
+        self.notices = notices or Notices()  # breakers opened, failed remediations, runs waiting for approval
         self.metrics = metrics or Metrics()
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{process_start(os.getpid())}"
         self.rules: list[Rule] = []
@@ -357,9 +370,18 @@ class Daemon:
             return  # dry runs and runs stopped by a drain say nothing about the remediation
         lock_refused = result.error_kind == RunError.LOCK_HELD
         failed = result.status in (RunStatus.FAILED, RunStatus.PARTIAL) and not lock_refused
+        if failed:
+            self.notices.announce(Kind.RUN_FAILED, f"automatic remediation {rule.name} on {item.host}: {result.status}",
+                                  f"Run {result.run_id} started by event {item.event.id} ({item.event.name}) "
+                                  f"{result.status}: {result.error or ', '.join(result.failed_hosts)}",
+                                  run_id=result.run_id, reason=str(result.error_kind or ""))
         if self.store.breaker_result(rule.name, result.run_id, failed, rule.trigger.breaker):
             log.warning("circuit breaker of %s opened after %d failed run(s); `opsflow breaker reset %s`",
                         rule.name, rule.trigger.breaker, rule.name)
+            self.notices.announce(Kind.BREAKER_OPENED, f"circuit breaker of {rule.name} opened",
+                                  f"After {rule.trigger.breaker} failed run(s) (last: {result.run_id}) rule "
+                                  f"{rule.name} stops remediating until `opsflow breaker reset {rule.name}`.",
+                                  run_id=result.run_id)
 
     # ---- health and drain ------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:

@@ -52,6 +52,7 @@ class Executor:
         self.cancel = cancel or threading.Event()
         self.cancel_reason = ""
         self.cancel_kind = RunError.CANCELED
+        self.rollback_on_cancel = False
         self._contexts: list[RunContext] = []
 
     def child(self) -> Executor:
@@ -65,10 +66,11 @@ class Executor:
         return self.child().execute(plan)
 
     def request_cancel(self, reason: str = "canceled by signal", hard: bool = False,
-                       kind: RunError = RunError.CANCELED) -> None:
-        """Let no new host or step start; with ``hard``, also kill what is in flight."""
+                       kind: RunError = RunError.CANCELED, rollback: bool = False) -> None:
+        """Let no new host or step start; with ``hard``, also kill what is in flight. With ``rollback``,
+        the hosts that completed steps then have them rolled back (a maintenance window closing)."""
         if not self.cancel.is_set():
-            self.cancel_reason, self.cancel_kind = reason, kind
+            self.cancel_reason, self.cancel_kind, self.rollback_on_cancel = reason, kind, rollback
             if not hard:  # in-flight work gets a short deadline, then it is stopped
                 timer = threading.Timer(self.grace, self.request_cancel, (reason, True, kind))
                 timer.daemon = True
@@ -150,6 +152,8 @@ class Executor:
                     runner.run(PlannedStep(ps.index, ps.step, [h for h in ps.hosts if h in failed_now],
                                            "on_failure"))
             if self.cancel.is_set():
+                if self.rollback_on_cancel:
+                    self._roll_back_completed(runner, state)
                 return None
             limit = rb.max_fail_percentage
             if limit is not None and batch and 100.0 * len(failed_now) / len(batch) > limit and number < len(batches):
@@ -158,6 +162,18 @@ class Executor:
                         f"({100.0 * len(failed_now) / len(batch):.0f}% > max_fail_percentage {limit:g}%); "
                         f"not started: {', '.join(rest)}")
         return None
+
+    def _roll_back_completed(self, runner: StepRunner, state: RunState) -> None:
+        """Undo, in reverse order, what every host that did not fail completed (its ``rollback:`` steps).
+
+        No step is in flight here; cancellation is paused while the rollback steps run, then resumed, so
+        the run still ends canceled with its reason."""
+        hosts = [h for h in state.completed if h not in state.failed]
+        self.cancel.clear()
+        try:
+            runner.rollback(hosts)
+        finally:
+            self.cancel.set()
 
     def _take_locks(self, state: RunState) -> None:
         plan = state.plan

@@ -84,6 +84,22 @@ class Notices:
         self._pending = [f for f in self._pending if not f.done()] + [future]
         return future
 
+    def announce(self, kind: Kind, title: str, body: str = "", *, run_id: str | None = None,
+                 reason: str | None = None, redactor: Redactor | None = None) -> cf.Future[list[Delivery]] | None:
+        """A notification that belongs to no schedule entry (a breaker opened, a run waiting for approval, a
+        failed remediation): to the project's routes for its kind, in the background."""
+        routes = [r for r in self.routes if kind in r.on]
+        if not routes:
+            return None
+        note = Notification(kind, title, body=body, run_id=run_id, reason=reason)
+        try:
+            future = self._pool.submit(Router(routes, self.contacts).send, note, redactor, self.timeout)
+        except RuntimeError:
+            log.warning("notification %s not sent: the service is stopping", kind)
+            return None
+        self._pending = [f for f in self._pending if not f.done()] + [future]
+        return future
+
     def close(self, timeout: float = 20.0) -> None:
         """Let notifications under way finish (at most ``timeout`` s), then stop."""
         cf.wait(self._pending, timeout=timeout)

@@ -21,7 +21,7 @@ from opsflow.errors import OpsflowError, WindowClosed
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.planning import Plan, RunRequest, build_plan
 from opsflow.redact import Redactor
-from opsflow.results import RunStatus
+from opsflow.results import RunError, RunStatus
 from opsflow.schedule import tz as tzmod
 from opsflow.schedule.slots import Entry
 from opsflow.service.notifications import Notices
@@ -90,7 +90,7 @@ class _Watch(NullObserver):
 
 
 def close_window(fire: Fire, store: Store, notices: Notices, end: str) -> None:
-    """The run's window ended while it runs: ``on_window_close`` (continue, finish_step; rollback as finish_step)."""
+    """The run's window ended while it runs: ``on_window_close`` (continue, finish_step, rollback)."""
     fire.closed = True
     policy = fire.entry.spec.on_window_close
     if policy == "continue":
@@ -98,12 +98,13 @@ def close_window(fire: Fire, store: Store, notices: Notices, end: str) -> None:
         store.update_fire(fire.entry.name, fire.slot, reason=fire.reason)
         return
     how = ("finish_step" if policy == "finish_step" else
-           "rollback, done as finish_step: the executor cannot yet roll back completed hosts after a cancel")
+           "rollback: then the completed hosts' rollback steps run, in reverse")
     fire.reason += f"; window closed at {end}: the step in flight finishes, no new step starts ({how})"
     store.update_fire(fire.entry.name, fire.slot, reason=fire.reason)
     if fire.executor is not None:
         fire.executor.grace = FINISH_STEP_GRACE  # request_cancel without a hard kill after the grace
-        fire.executor.request_cancel(f"window closed at {end} (on_window_close: {policy})")
+        fire.executor.request_cancel(f"window closed at {end} (on_window_close: {policy})",
+                                     kind=RunError.WINDOW_CLOSED, rollback=policy == "rollback")
     log.info("%s: window closed at %s; run %s stops after its step in flight", fire.entry.name, end, fire.run_id)
     notices.send(fire.entry, "window_closed", f"{fire.entry.name}: run {fire.run_id} stopped, its window closed",
                  f"The window of schedule entry {fire.entry.name} closed at {end}; run {fire.run_id} finishes the "

@@ -294,3 +294,28 @@ def test_runbook_timeout_is_a_failed_run_of_kind_timeout(engine: Engine) -> None
     result = engine.run(rb)
     assert result.status == RunStatus.FAILED and result.error_kind == RunError.TIMEOUT
     assert "timeout" in (result.error or "")
+
+
+def test_a_window_closing_with_rollback_undoes_what_completed(engine: Engine, tmp_path: Path) -> None:
+    rb = engine.runbook(f"""\
+        name: patching
+        targets: h1:h2
+        steps:
+          - name: change
+            local: [touch, '{tmp_path}/changed-{{{{ inventory_hostname }}}}']
+            rollback:
+              - name: undo
+                local: [rm, '{tmp_path}/changed-{{{{ inventory_hostname }}}}']
+          - name: slow
+            local: [sleep, "1"]
+          - name: never
+            local: [touch, '{tmp_path}/never']
+    """)
+    executor = Executor(engine.store, grace=300)
+    threading.Timer(0.5, executor.request_cancel, ("window closed at 05:00", False, RunError.WINDOW_CLOSED, True)).start()
+    result = engine.run(rb, executor)
+    assert result.status == RunStatus.CANCELED and result.error_kind == RunError.WINDOW_CLOSED
+    assert statuses(result, "slow") == {"h1": "changed", "h2": "changed"}  # the step in flight finished
+    assert statuses(result, "never") == {"h1": "skipped", "h2": "skipped"} and not (tmp_path / "never").exists()
+    assert statuses(result, "undo") == {"h1": "changed", "h2": "changed"}
+    assert not list(tmp_path.glob("changed-*"))  # rolled back on both hosts
