@@ -254,7 +254,7 @@ def start_servers(env: BenchEnv) -> Servers:
     with open(log, "wb") as fh:
         daemon = subprocess.Popen(env.opsflow("daemon", "--listen", "127.0.0.1:0", "--runbooks", str(d / "runbooks"),
                                               "-i", str(inv), "--db", str(db), "--token-file", str(tok),
-                                              "--budget", f"{budget}/1h", "--drain-timeout", "5"),
+                                              "--budget", f"{budget}/1h", "--drain-timeout", "5", "--no-schedule"),
                                   env=env.env(), stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     blog = d / "baseline.log"
     with open(blog, "wb") as fh:
