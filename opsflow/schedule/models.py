@@ -223,6 +223,9 @@ class EntrySpec(_Model):
     on_blackout: Literal["skip", "next_window"] = "skip"
     cutoff: Duration = Field(0, description="no start later than the window's end minus this")
     on_window_close: Literal["finish_step", "continue", "rollback"] = "finish_step"
+    retry_in: Duration | None = Field(None, description="after a failed run, try again this much later, in an "
+                                                        "allowed slot (rescheduled per the calendars)")
+    retries: Whole = Field(1, description="with retry_in: how many times a failed slot is tried again")
     after: list[After] = Field(default_factory=list)
     notify: list[Notify] = Field(default_factory=list)
 

@@ -63,6 +63,7 @@ class Fire:
     done: bool = False
     outcome: str | None = None
     started_at: float | None = None
+    attempt: int = 0  # retries of a failed slot (retry_in) so far
 
 
 def _iso(ts: float, entry: Entry) -> str:

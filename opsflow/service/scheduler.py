@@ -84,6 +84,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._heap: list[tuple[float, int, str]] = []     # (next fire, -priority, entry)
         self._deferred: dict[tuple[str, float], list[float]] = {}  # (entry, to) → the slots deferred there
+        self._retries: dict[tuple[str, float], tuple[int, str]] = {}  # (entry, at) → (attempt, why): retry_in
         self._held: list[_Held] = []
         self._running: list[Fire] = []
         self._p95: dict[str, tuple[float, float | None]] = {}
@@ -215,7 +216,8 @@ class Scheduler:
             cached = self._p95[entry.runbook] = (now, p95_duration(self.store, entry.runbook))
         return cached[1]
 
-    def _slot(self, entry: Entry, t: float, now: float, note: str = "", deferred_from: Iterable[float] = ()) -> None:
+    def _slot(self, entry: Entry, t: float, now: float, note: str = "", deferred_from: Iterable[float] = (),
+              attempt: int = 0) -> None:
         """Decide the slot of ``entry`` at ``t``: skip, defer, or run (when dependencies and concurrency allow)."""
         deferred_from = list(deferred_from)
         s = decide(entry, at(t), open_time(entry.calendars, at(t)), _td(self.p95(entry, now)))
@@ -238,7 +240,8 @@ class Scheduler:
         if window_end is not None and now >= window_end:
             self._skip(entry, t, f"{reason}; its window closed at {iso(window_end, entry)} before it could start")
             return
-        held = _Held(Fire(entry=entry, slot=t, reason=reason, window_end=window_end, deferred_from=deferred_from))
+        held = _Held(Fire(entry=entry, slot=t, reason=reason, window_end=window_end, deferred_from=deferred_from,
+                          attempt=attempt))
         if not self._gate(held, now):
             self._held.append(held)
 
@@ -324,7 +327,23 @@ class Scheduler:
             with self._lock:
                 fire.done = True
                 self._running = [f for f in self._running if f is not fire]
+                self._retry_later(fire)
             self._wake.set()
+
+    def _retry_later(self, fire: Fire) -> None:
+        """``retry_in``: a failed slot is tried again later, in an allowed slot, at most ``retries`` times."""
+        spec = fire.entry.spec
+        if spec.retry_in is None or fire.outcome not in ("failed", "partial") or fire.attempt >= spec.retries:
+            return
+        when = self.clock() + spec.retry_in
+        why = (f"retry {fire.attempt + 1} of {spec.retries} after run {fire.run_id} of {iso(fire.slot, fire.entry)} "
+               f"{fire.outcome} (retry_in {_dur(spec.retry_in)})")
+        self._retries[(fire.entry.name, when)] = (fire.attempt + 1, why)
+        log.info("%s: %s, at %s", fire.entry.name, why, iso(when, fire.entry))
+        self.notices.send(fire.entry, "deferred", f"{fire.entry.name}: run {fire.run_id} {fire.outcome}, retried at "
+                          f"{iso(when, fire.entry)}", f"Schedule entry {fire.entry.name} (runbook "
+                          f"{fire.entry.runbook}): run {fire.run_id} {fire.outcome}; {why}.", run_id=fire.run_id,
+                          reason=why)
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> float:
@@ -353,6 +372,11 @@ class Scheduler:
                 self._push(entry, times[-1])
             for t, _, name, origins in sorted(due, key=lambda d: (d[0], d[1])):
                 self._slot(self.entries[name], t, now, deferred_from=origins)
+            for (name, t), (attempt, why) in sorted(self._retries.items(), key=lambda r: r[0][1]):
+                if t <= now:
+                    del self._retries[(name, t)]
+                    if name in self.entries:
+                        self._slot(self.entries[name], t, now, note=why, attempt=attempt)
             return self._next_due(now)
 
     def reload(self, schedules: ScheduleSet) -> None:
@@ -369,6 +393,7 @@ class Scheduler:
     def _next_due(self, now: float) -> float:
         times = [self._heap[0][0]] if self._heap else []
         times += [to for (_, to) in self._deferred]
+        times += [t for (_, t) in self._retries]
         times += [f.window_end for f in self._running if f.window_end is not None and not f.closed]
         if self._held:
             times.append(now + IDLE_WAKE)

@@ -280,3 +280,26 @@ def test_notify_targets_follow_the_entry_and_unknown_contacts_are_said(world: di
     [problem] = notices.problems(s.entries)
     assert "'nobody' is neither a URL nor a contact" in problem
     notices.close(0)
+
+
+def test_a_failed_run_is_retried_later_at_most_retries_times(world: dict[str, Any]) -> None:
+    (world["dir"] / "schedules" / "s.yaml").write_text(textwrap.dedent("""\
+        schedules:
+          - name: flaky
+            runbook: fails
+            cron: '0 3 * * *'
+            retry_in: 10m
+            retries: 2
+        """))
+    sset = load_schedules(world["dir"] / "schedules", world["dir"] / "runbooks")
+    clock = {"now": T0}
+    s = Scheduler(sset, world["store"], RunConfig(inventory=world["inv"]), Notices(), clock=lambda: clock["now"])
+    s.recover(T0)
+    for offset in (3 * 3600, 3 * 3600 + 600, 3 * 3600 + 1200, 3 * 3600 + 1800):
+        clock["now"] = T0 + offset
+        s.tick(T0 + offset)
+        assert s.wait_idle(30)
+    recs = records(world["store"], "flaky")
+    assert [(r["slot"] - T0, r["decision"], r["outcome"]) for r in recs] == [
+        (3 * 3600, "fired", "failed"), (3 * 3600 + 600, "fired", "failed"), (3 * 3600 + 1200, "fired", "failed")]
+    assert "retry 1 of 2 after run" in recs[1]["reason"] and "retry 2 of 2" in recs[2]["reason"]
