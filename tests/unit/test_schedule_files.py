@@ -116,7 +116,7 @@ def test_every_problem_at_its_place(tmp_path: Path) -> None:
         "10:13: calendars.1.dates.0: expected a date YYYY-MM-DD, got '2027-02-30'",
         "12:5: schedules.0: cron '61 2 * * *': [61 2 * * *] is not acceptable, out of range",
         "19:5: schedules.1.timezone: unknown time zone 'Europe/Berln' (an IANA name such as Europe/Berlin)",
-        "27:5: unknown key 'ratry'; did you mean 'after'?",
+        "27:5: unknown key 'ratry'; did you mean 'retry_in'?",
     ]
 
 
