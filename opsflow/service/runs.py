@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from opsflow.api import execute
 from opsflow.errors import OpsflowError, WindowClosed
 from opsflow.executor import Executor, NullObserver, new_run_id
-from opsflow.planning import Plan, RunRequest, build_plan
+from opsflow.notify import Kind
+from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan
 from opsflow.redact import Redactor
 from opsflow.results import RunError, RunStatus
 from opsflow.schedule import tz as tzmod
@@ -85,9 +86,17 @@ class _Watch(NullObserver):
         log.info("%s %s: run %s started on %s (%.3f s after its slot)", self.fire.entry.name,
                  _iso(self.fire.slot, self.fire.entry), run_id, ", ".join(plan.targets),
                  self.fire.started_at - self.fire.slot)
+        self.redactor = Redactor(plan.secrets)
         self.notices.send(self.fire.entry, "started", f"{self.fire.entry.name}: run {run_id} started",
                           f"Run {run_id} of {plan.name} started on {', '.join(plan.targets)}.", run_id=run_id,
-                          redactor=Redactor(plan.secrets))
+                          redactor=self.redactor)
+
+    def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None:
+        self.notices.announce(Kind.APPROVAL_WAITING, f"scheduled run {run_id} ({self.fire.entry.name}) waits for "
+                              "approval", f"{message}\nApprove: opsflow approve {run_id}   Deny: opsflow deny {run_id}\n"
+                              f"No decision by {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(deadline))} "
+                              "means deny.", run_id=run_id, reason=step.step.name,
+                              redactor=getattr(self, "redactor", None))
 
 
 def close_window(fire: Fire, store: Store, notices: Notices, end: str) -> None:

@@ -303,3 +303,32 @@ def test_a_failed_run_is_retried_later_at_most_retries_times(world: dict[str, An
     assert [(r["slot"] - T0, r["decision"], r["outcome"]) for r in recs] == [
         (3 * 3600, "fired", "failed"), (3 * 3600 + 600, "fired", "failed"), (3 * 3600 + 1200, "fired", "failed")]
     assert "retry 1 of 2 after run" in recs[1]["reason"] and "retry 2 of 2" in recs[2]["reason"]
+
+
+def test_a_scheduled_run_waiting_for_approval_is_announced(world: dict[str, Any]) -> None:
+    import threading
+
+    from opsflow.notify import Kind, Route
+    from tests.test_notify import Hooks, _Receiver
+
+    server = Hooks(("127.0.0.1", 0), _Receiver)
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        (world["dir"] / "runbooks" / "gated.yaml").write_text(
+            "name: gated\ntargets: all\nsteps:\n  - name: ok?\n    approve: {message: 'patch now?', timeout: 1}\n")
+        (world["dir"] / "schedules" / "s.yaml").write_text("schedules:\n  - name: g\n    runbook: gated\n    every: 60s\n")
+        sset = load_schedules(world["dir"] / "schedules", world["dir"] / "runbooks")
+        url = f"json://127.0.0.1:{server.server_address[1]}/approvals"
+        notices = Notices(routes=[Route(url, frozenset({Kind.APPROVAL_WAITING}))])
+        s = Scheduler(sset, world["store"], RunConfig(inventory=world["inv"]), notices)
+        s.recover(T0)
+        s.tick(T0 + 60)
+        assert s.wait_idle(30)
+        notices.close()
+        [req] = server.requests
+        body = json.loads(req["body"])
+        assert "waits for approval" in body["title"] and "patch now?" in body["message"]
+    finally:
+        server.shutdown()
+        server.server_close()
