@@ -10,8 +10,10 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +101,36 @@ def write_runbook(directory: Path, name: str, text: str) -> Path:
 
 def by_step(run: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(r["step"], r["host"]): r for r in run["results"]}
+
+
+class Hooks(ThreadingHTTPServer):
+    """A local HTTP receiver of webhooks (Apprise json:// / form://): every POST kept in ``requests``."""
+
+    requests: list[dict[str, Any]]
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    server: Hooks
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+
+@contextlib.contextmanager
+def webhook_receiver() -> Iterator[Hooks]:
+    server = Hooks(("127.0.0.1", 0), _Receiver)
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,12 +12,10 @@ import email.policy
 import json
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -26,6 +24,7 @@ import pytest
 
 from opsflow.notify import Delivery, Kind, Notification, Notifier, Router
 from opsflow.redact import MASK, Redactor
+from tests.helpers import Hooks, webhook_receiver
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
@@ -71,33 +70,10 @@ def smtp() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
-class Hooks(ThreadingHTTPServer):
-    requests: list[dict[str, Any]]
-
-
-class _Receiver(BaseHTTPRequestHandler):
-    server: Hooks
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:  # quiet
-        pass
-
-
 @pytest.fixture
 def hooks() -> Iterator[Hooks]:
-    server = Hooks(("127.0.0.1", 0), _Receiver)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as server:
+        yield server
 
 
 def leaks(deliveries: list[Delivery], records: list[logging.LogRecord], *secrets: str) -> list[str]:

@@ -6,28 +6,21 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cli, write_runbook
+from tests.helpers import Cli, Hooks, webhook_receiver, write_runbook
 from tests.lab.test_daemon import Daemon, actions, am_alert, wait_for
-from tests.test_notify import Hooks, _Receiver
 
 CANARY = "notify-canary-7d2f"
 
 
 @pytest.fixture
 def hooks() -> Iterator[Hooks]:
-    server = Hooks(("127.0.0.1", 0), _Receiver)
-    server.requests = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with webhook_receiver() as server:
+        yield server
 
 
 def test_failures_breakers_and_approvals_are_announced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -306,15 +306,10 @@ def test_a_failed_run_is_retried_later_at_most_retries_times(world: dict[str, An
 
 
 def test_a_scheduled_run_waiting_for_approval_is_announced(world: dict[str, Any]) -> None:
-    import threading
-
     from opsflow.notify import Kind, Route
-    from tests.test_notify import Hooks, _Receiver
+    from tests.helpers import webhook_receiver
 
-    server = Hooks(("127.0.0.1", 0), _Receiver)
-    server.requests = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with webhook_receiver() as server:
         (world["dir"] / "runbooks" / "gated.yaml").write_text(
             "name: gated\ntargets: all\nsteps:\n  - name: ok?\n    approve: {message: 'patch now?', timeout: 1}\n")
         (world["dir"] / "schedules" / "s.yaml").write_text("schedules:\n  - name: g\n    runbook: gated\n    every: 60s\n")
@@ -329,6 +324,3 @@ def test_a_scheduled_run_waiting_for_approval_is_announced(world: dict[str, Any]
         [req] = server.requests
         body = json.loads(req["body"])
         assert "waits for approval" in body["title"] and "patch now?" in body["message"]
-    finally:
-        server.shutdown()
-        server.server_close()
