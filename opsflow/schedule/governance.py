@@ -12,6 +12,7 @@ Pure: the caller loads the calendars (``governing_calendars``) and asks ``verdic
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -22,12 +23,25 @@ from opsflow.schedule.calendars import Calendar
 def governing_calendars(schedules_dir: str | Path, runbooks: str | Path | None = None) -> list[Calendar]:
     """The scoped calendars of a schedules directory ([] when there is none)."""
     path = Path(schedules_dir)
-    if not path.is_dir():
-        return []
+    if not path.is_dir() or not _mentions_scope(path):
+        return []  # nothing governs unscheduled runs: no need to load (and import) the schedule machinery
     from opsflow.schedule.loader import load_schedules
 
     found = load_schedules(path, runbooks, check_runbooks=False)
     return [c for c in found.calendars.values() if c.scope is not None]
+
+
+def _mentions_scope(path: Path) -> bool:
+    """Whether any schedules file has a ``scope:`` key (a cheap text look before parsing anything)."""
+    pattern = re.compile(rb"\bscope\s*:")  # block or flow style; a comment that says so only costs a parse
+    for f in path.rglob("*"):
+        if f.suffix in (".yaml", ".yml") and f.is_file():
+            try:
+                if pattern.search(f.read_bytes()):
+                    return True
+            except OSError:
+                return True  # unreadable: let the loader say what is wrong
+    return False
 
 
 def verdict(calendars: Iterable[Calendar], runbook: str, targets: Iterable[str], at: datetime) -> str | None:

@@ -133,3 +133,14 @@ def test_cli_refuses_and_needs_a_reason_to_override(project: Path) -> None:
     store = open_store()
     assert [(a["action"], a["target"]) for a in store.audit_log()] == [("window_override", f"run {run_id} of patch")]
     store.close()
+
+
+def test_a_flow_style_scope_is_seen_and_no_scope_loads_nothing(project: Path) -> None:
+    calendars(project / "schedules", f"""\
+        calendars:
+          - {{name: freeze, mode: blackout, scope: all, dates: [{{from: '{TODAY}', to: '{TODAY}'}}]}}
+        """)
+    assert [c.name for c in governing_calendars(project / "schedules")] == ["freeze"]
+    (project / "schedules" / "calendars.yaml").write_text("calendars:\n  - name: w\n    mode: blackout\n"
+                                                         f"    dates: ['{TODAY}']\n")
+    assert governing_calendars(project / "schedules") == []
