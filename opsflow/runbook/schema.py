@@ -26,10 +26,16 @@ NOT_CHECKED = (
 )
 
 
+def schema_document(model: Any, schema_id: str, title: str, comment: str) -> dict[str, Any]:
+    """A pydantic model's JSON Schema as a Draft 2020-12 document of its own: ``$schema``, ``$id``, title, and
+    a ``$comment`` saying what only ``opsflow validate`` checks."""
+    body = model.model_json_schema(by_alias=True)
+    body.pop("title", None)
+    return {"$schema": DRAFT, "$id": schema_id, "title": title, "$comment": comment, **body}
+
+
 def runbook_schema() -> dict[str, Any]:
     """The JSON Schema (Draft 2020-12) of a runbook file, as ``opsflow schema`` prints it."""
     from opsflow.runbook.models import Runbook
 
-    body = Runbook.model_json_schema(by_alias=True)
-    body.pop("title", None)
-    return {"$schema": DRAFT, "$id": SCHEMA_ID, "title": "opsflow runbook", "$comment": NOT_CHECKED, **body}
+    return schema_document(Runbook, SCHEMA_ID, "opsflow runbook", NOT_CHECKED)

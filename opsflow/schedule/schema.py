@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-DRAFT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://opsflow.dev/schema/schedule.json"
 NOT_CHECKED = (
     "Checked by `opsflow validate`, not by this schema: Alertmanager's rules inside time_intervals (ranges "
@@ -17,8 +16,7 @@ NOT_CHECKED = (
 
 def schedule_schema() -> dict[str, Any]:
     """The JSON Schema (Draft 2020-12) of a schedules file, as ``opsflow schema --kind schedule`` prints it."""
+    from opsflow.runbook.schema import schema_document
     from opsflow.schedule.models import ScheduleFile
 
-    body = ScheduleFile.model_json_schema(by_alias=True)
-    body.pop("title", None)
-    return {"$schema": DRAFT, "$id": SCHEMA_ID, "title": "opsflow schedules", "$comment": NOT_CHECKED, **body}
+    return schema_document(ScheduleFile, SCHEMA_ID, "opsflow schedules", NOT_CHECKED)
