@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -134,3 +135,14 @@ def webhook_receiver() -> Iterator[Hooks]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def wait_for(predicate: Any, timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:
+    """The first true value of ``predicate()``, polled until ``timeout`` s (then an AssertionError naming ``what``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")

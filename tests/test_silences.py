@@ -26,6 +26,7 @@ from opsflow.silences import (
     maintenance_silence,
     regex_escape,
 )
+from tests.helpers import wait_for
 
 CREATOR = "opsflow-test"
 
@@ -35,15 +36,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Alertmanager:

@@ -30,7 +30,7 @@ import pytest
 from opsflow.errors import StoreError
 from opsflow.events.models import Event
 from opsflow.store.sql import SqlStore
-from tests.helpers import ROOT, Cli, pg_store_url, write_runbook
+from tests.helpers import ROOT, Cli, pg_store_url, wait_for, write_runbook
 
 pytestmark = pytest.mark.lab
 
@@ -38,15 +38,6 @@ TOKEN = "test-token-" + uuid.uuid4().hex
 HMAC_SECRET = "test-hmac-" + uuid.uuid4().hex
 INJECTION = "{{ 7*7 }} $(id) `id` ; touch /tmp/pwned-TOKEN && echo {% raw %}x{% endraw %} | sh"
 
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition", interval: float = 0.1) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 def free_port() -> int:

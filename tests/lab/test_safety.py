@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, Cli, by_step, write_runbook
+from tests.helpers import ROOT, Cli, by_step, wait_for, write_runbook
 
 pytestmark = pytest.mark.lab
 
@@ -20,15 +20,6 @@ pytestmark = pytest.mark.lab
 def token() -> str:
     return uuid.uuid4().hex[:10]
 
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def db_rows(cli: Cli, sql: str) -> list[tuple[Any, ...]]:
