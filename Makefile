@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-SYSTEM_PACKAGES := openssh-server openssh-client frr iproute2 nftables prometheus-alertmanager prometheus
+SYSTEM_PACKAGES := openssh-server openssh-client frr iproute2 nftables prometheus-alertmanager prometheus chromium
 LAB_STATE ?= $(CURDIR)/.lab
 export OPSFLOW_HOME ?= $(CURDIR)/.opsflow
 

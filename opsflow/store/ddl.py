@@ -62,6 +62,25 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 
 
+# migration 0005: daily roll-ups of finished runs (KPI reports over millions of runs) and reviews
+KPI_REVIEWS_DDL = """
+CREATE TABLE IF NOT EXISTS run_rollups (
+  day TEXT NOT NULL, runbook TEXT NOT NULL, runbook_hash TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
+  check_mode INTEGER NOT NULL, runs INTEGER NOT NULL, duration_sum DOUBLE PRECISION NOT NULL, sketch TEXT NOT NULL,
+  buckets TEXT NOT NULL, PRIMARY KEY (day, runbook, runbook_hash, trigger, status, check_mode));
+CREATE TABLE IF NOT EXISTS host_rollups (
+  day TEXT NOT NULL, runbook TEXT NOT NULL, host TEXT NOT NULL, runs INTEGER NOT NULL, failed INTEGER NOT NULL,
+  PRIMARY KEY (day, runbook, host));
+CREATE TABLE IF NOT EXISTS rollup_days (day TEXT PRIMARY KEY, runs INTEGER NOT NULL, rolled_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS reviews (
+  id TEXT PRIMARY KEY, title TEXT NOT NULL, state TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+  created_by TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, updated_by TEXT NOT NULL,
+  closed_at DOUBLE PRECISION, closed_by TEXT, runbooks TEXT NOT NULL, runs TEXT NOT NULL, events TEXT NOT NULL,
+  doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reviews_state ON reviews (state, created_at)
+"""
+
+
 def statements(ddl: str, postgres: bool) -> list[str]:
     serial = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
     return [s for s in ddl.replace("{serial}", serial).split(";") if s.strip()]

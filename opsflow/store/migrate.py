@@ -25,7 +25,8 @@ from typing import Any
 
 from opsflow.errors import StoreError
 
-REVISIONS = ("0001_baseline", "0002_history_indexes", "0003_run_error_kind", "0004_schedule_and_audit")  # oldest first
+REVISIONS = ("0001_baseline", "0002_history_indexes", "0003_run_error_kind", "0004_schedule_and_audit",
+             "0005_kpi_and_reviews")  # oldest first
 HEAD = REVISIONS[-1]
 BASELINE = REVISIONS[0]
 SCRIPTS = Path(__file__).parent / "migrations"
@@ -91,9 +92,9 @@ def upgrade(run: Exec, url: str, raw_url: str, dialect: str) -> tuple[str | None
 
 def _create(run: Exec, dialect: str) -> None:
     """An empty store: the baseline, then what the later migrations add, stamped at HEAD."""
-    from opsflow.store.ddl import BASELINE_DDL, SCHEDULE_AUDIT_DDL, statements
+    from opsflow.store.ddl import BASELINE_DDL, KPI_REVIEWS_DDL, SCHEDULE_AUDIT_DDL, statements
 
-    todo = statements(BASELINE_DDL + HEAD_DDL + SCHEDULE_AUDIT_DDL, dialect == "postgres")
+    todo = statements(BASELINE_DDL + HEAD_DDL + SCHEDULE_AUDIT_DDL + ";" + KPI_REVIEWS_DDL, dialect == "postgres")
     run("BEGIN")
     try:
         for statement in todo:

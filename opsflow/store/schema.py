@@ -90,6 +90,38 @@ audit = Table(
     Index("audit_at", "at"),
 )
 
+run_rollups = Table(
+    "run_rollups", metadata,
+    Column("day", Text, primary_key=True), Column("runbook", Text, primary_key=True),
+    Column("runbook_hash", Text, primary_key=True), Column("trigger", Text, primary_key=True),
+    Column("status", Text, primary_key=True), Column("check_mode", Integer, primary_key=True),
+    Column("runs", Integer, nullable=False), Column("duration_sum", F, nullable=False),
+    Column("sketch", Text, nullable=False), Column("buckets", Text, nullable=False),
+)
+
+host_rollups = Table(
+    "host_rollups", metadata,
+    Column("day", Text, primary_key=True), Column("runbook", Text, primary_key=True),
+    Column("host", Text, primary_key=True), Column("runs", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+)
+
+rollup_days = Table(
+    "rollup_days", metadata,
+    Column("day", Text, primary_key=True), Column("runs", Integer, nullable=False),
+    Column("rolled_at", F, nullable=False),
+)
+
+reviews = Table(
+    "reviews", metadata,
+    Column("id", Text, primary_key=True), Column("title", Text, nullable=False), Column("state", Text, nullable=False),
+    Column("created_at", F, nullable=False), Column("created_by", Text, nullable=False),
+    Column("updated_at", F, nullable=False), Column("updated_by", Text, nullable=False),
+    Column("closed_at", F), Column("closed_by", Text), Column("runbooks", Text, nullable=False),
+    Column("runs", Text, nullable=False), Column("events", Text, nullable=False), Column("doc", Text, nullable=False),
+    Index("reviews_state", "state", "created_at"),
+)
+
 breakers = Table(
     "breakers", metadata,
     Column("rule", Text, primary_key=True), Column("failures", Integer, nullable=False, server_default="0"),

@@ -1,0 +1,27 @@
+"""run_rollups, host_rollups, rollup_days: daily roll-ups of finished runs for KPI reports; reviews: lessons learned.
+
+Revision ID: 0005_kpi_and_reviews
+Revises: 0004_schedule_and_audit
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from opsflow.store.ddl import KPI_REVIEWS_DDL, statements
+
+revision = "0005_kpi_and_reviews"
+down_revision = "0004_schedule_and_audit"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    for statement in statements(KPI_REVIEWS_DDL, op.get_bind().dialect.name == "postgresql"):
+        op.execute(statement)
+
+
+def downgrade() -> None:
+    op.drop_index("reviews_state", "reviews")
+    for table in ("reviews", "rollup_days", "host_rollups", "run_rollups"):
+        op.drop_table(table)
