@@ -48,6 +48,7 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
 
     plan = build_plan(request)  # bad input fails here: nothing is recorded
     store = open_store(db)
+    show_lessons(store, plan.name)
     executor = Executor(store, ProgressObserver(sys.stderr, quiet=quiet))
     interrupts = {"n": 0}
 
@@ -76,6 +77,40 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
         Path(junit).write_bytes(junit_xml(record, results))
     store.close()
     sys.exit(result.exit_code)
+
+
+def show_lessons(store: Any, runbook: str) -> None:
+    """On stderr: the open reviews of ``runbook`` and their action items not done (never fails the caller)."""
+    from opsflow.errors import OpsflowError
+    from opsflow.reviews.render import lesson_lines
+
+    try:
+        lines = lesson_lines(store.open_lessons(runbook))
+    except OpsflowError as exc:
+        click.echo(f"opsflow: note: open lessons of {safe(runbook)} not shown: {safe(exc)}", err=True)
+        return
+    for line in lines:
+        click.echo(line, err=True)
+
+
+def _plan_lessons(db: str | None, runbook: str) -> None:
+    """``opsflow plan``: the open lessons, from a store that exists (a plan creates none)."""
+    from opsflow.errors import OpsflowError
+    from opsflow.store import default_url, open_store
+
+    url = db or default_url()
+    if not url.startswith(("postgresql://", "postgres://")) and \
+            not Path(url.removeprefix("sqlite:///").removeprefix("sqlite://")).exists():
+        return
+    try:
+        store = open_store(url, reap=False)
+    except OpsflowError as exc:
+        click.echo(f"opsflow: note: open lessons of {safe(runbook)} not shown: {safe(exc)}", err=True)
+        return
+    try:
+        show_lessons(store, runbook)
+    finally:
+        store.close()
 
 
 def _trigger(trigger: str | None) -> str:
@@ -171,7 +206,11 @@ def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) ->
     record = store.get_run(run_id)
     if record is None:
         raise UsageError(f"no run {run_id!r} (see opsflow history)")
-    decision = store.decide(record["id"], approved, who(), comment)
+    actor = who()
+    decision = store.decide(record["id"], approved, actor, comment)
+    if decision is not None:  # who let a run go on, or stopped it: on record
+        store.audit(actor, "approve" if approved else "deny", record["id"],
+                    f"step {decision['step']!r}" + (f": {comment}" if comment else ""))
     store.close()
     if decision is None:
         raise UsageError(f"run {record['id']} ({record['status']}) is not waiting for an approval")
@@ -359,13 +398,16 @@ def schema(kind: str) -> None:
 @click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE")
 @click.option("--limit", "-l", default=None)
 @inventory_opt
+@db_opt
 @click.option("--json", "as_json", is_flag=True)
-def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, as_json: bool) -> None:
-    """Print the plan of a run (steps × hosts) without touching any target."""
+def plan(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
+         as_json: bool) -> None:
+    """Print the plan of a run (steps × hosts) without touching any target; open lessons of it on stderr."""
     from opsflow.planning import RunRequest, build_plan, default_inventory
 
     p = build_plan(RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
                               limit=limit))
+    _plan_lessons(db, p.name)
     if as_json:
         click.echo(json.dumps({"runbook": p.name, "targets": p.targets, "params": p.public_params(),
                                "batches": p.batches, "steps": p.describe()}, indent=2, default=str))

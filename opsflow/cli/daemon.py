@@ -272,7 +272,10 @@ def breaker_reset(rule: str, db: str | None) -> None:
     from opsflow.store import open_store
 
     store = open_store(db)
-    state = store.breaker_reset(rule, who())
+    actor = who()
+    state = store.breaker_reset(rule, actor)
+    if state is not None:
+        store.audit(actor, "breaker_reset", rule)
     store.close()
     if state is None:
         raise UsageError(f"no breaker for rule {rule!r} (see opsflow breaker list)")
