@@ -143,33 +143,15 @@ def verify(name: str | None, all_: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def report(db: str | None, max_backup_age: float, max_drill_age: float, as_json: bool) -> None:
     """Backup age and the last restore drill (RTO, RPO) per host and device; flags what is overdue."""
+    from opsflow.reports.backups import backup_status
     from opsflow.store import open_store
 
     store = open_store(db)
-    rows = store.results_by_action(("backup", "network.backup", "restore", "network.restore"))
-    store.close()
     now = time.time()
-    table: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        ok = r["status"] in ("ok", "changed")
-        if r["action"] in ("backup", "network.backup"):
-            entry = table.setdefault(r["host"], {"name": r["host"]})
-            if ok and "backup_at" not in entry:
-                entry["backup_at"] = r["ended_at"]
-        elif ok and "rto_seconds" in r["data"]:
-            source = r["data"].get("source") or r["host"]
-            entry = table.setdefault(source, {"name": source})
-            if "drill_at" not in entry:
-                entry.update(drill_at=r["ended_at"], rto=r["data"]["rto_seconds"], rpo=r["data"]["rpo_seconds"],
-                             drill_on=r["host"])
-    for entry in table.values():
-        flags = []
-        if now - entry.get("backup_at", 0) > max_backup_age:
-            flags.append("backup overdue")
-        if now - entry.get("drill_at", 0) > max_drill_age:
-            flags.append("no recent drill")
-        entry["flags"] = flags
-    out = sorted(table.values(), key=lambda e: e["name"])
+    try:
+        out = backup_status(store, now, max_backup_age, max_drill_age)
+    finally:
+        store.close()
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return

@@ -30,10 +30,12 @@ from opsflow.notify import Kind
 from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
 from opsflow.redact import Redactor
+from opsflow.reports.metrics import StoreCollector
 from opsflow.results import RunError, RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
 from opsflow.service.notifications import Notices
 from opsflow.store.base import Statement, Store
+from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.daemon")
 
@@ -133,6 +135,11 @@ class Daemon:
         self.metrics.gauge("opsflow_event_queue_depth", lambda: {(): float(len(self._queue))})
         self.metrics.gauge("opsflow_runs_running", lambda: {(): float(len(self._running))})
         self.metrics.gauge("opsflow_breaker_open", self._breaker_gauge)
+        # the store's run metrics on the same /metrics; opsflow_runs_running stays the daemon's own
+        self.store_metrics: StoreCollector | None = None
+        if isinstance(store, SqlStore):
+            self.store_metrics = StoreCollector(store, exclude=("opsflow_runs_running",))
+            self.metrics.register(self.store_metrics)
 
     # ---- rules -----------------------------------------------------------------------
     def load(self) -> list[Rule]:
@@ -160,6 +167,7 @@ class Daemon:
             raise RunbookError(problems)
         with self._lock:
             self.rules, self._loaded, self.hosts = rules, loaded, HostIndex.of(inventory)
+        self.metrics.known_rules(r.name for r in rules)
         return rules
 
     def _breaker_gauge(self) -> dict[tuple[tuple[str, str], ...], float]:

@@ -32,6 +32,7 @@ from typing import Any
 from opsflow.errors import OpsflowError, StoreError, UsageError
 from opsflow.events import intake
 from opsflow.events.daemon import Daemon
+from opsflow.events.metrics import CONTENT_TYPE
 
 log = logging.getLogger("opsflow.daemon")
 JSON_TYPES = ("application/json", "application/cloudevents+json", "application/cloudevents-batch+json")
@@ -153,10 +154,10 @@ class _Handler(BaseHTTPRequestHandler):
             log.info("%s: client went away (%s) during %s", self.address_string(), type(exc).__name__,
                      getattr(self, "command", None) or "the request line")
 
-    def _reply(self, code: int, body: dict[str, Any] | str, headers: dict[str, str] | None = None) -> None:
-        data = (body if isinstance(body, str) else json.dumps(body, default=str)).encode()
+    def _reply(self, code: int, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None,
+               kind: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body, default=str).encode()
         self.send_response(code)
-        kind = "text/plain; version=0.0.4; charset=utf-8" if isinstance(body, str) else "application/json"
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             ok, info = app.daemon.health()
             self._reply(200 if ok else 503, info)
         elif path == "/metrics":
-            self._reply(200, app.daemon.metrics.render())
+            self._reply(200, app.daemon.metrics.exposition(), kind=CONTENT_TYPE)
         elif path.startswith("/hooks/"):
             self._refuse(405, "method_not_allowed", "use POST", {"Allow": "POST"})
         else:
