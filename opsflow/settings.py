@@ -6,7 +6,7 @@
   none is found first, a ``pyproject.toml`` with a ``[tool.opsflow]`` table. Relative paths in it
   are relative to the file's directory.
 - **Environment**: ``OPSFLOW_HOME``, ``OPSFLOW_DB``, ``OPSFLOW_INVENTORY``, ``OPSFLOW_RUNBOOKS``,
-  ``OPSFLOW_SCHEDULES``, ``OPSFLOW_BACKUPS``, ``OPSFLOW_BROKER``; ``OPSFLOW_PROJECT`` names the
+  ``OPSFLOW_SCHEDULES``, ``OPSFLOW_SERVICES``, ``OPSFLOW_BACKUPS``, ``OPSFLOW_BROKER``; ``OPSFLOW_PROJECT`` names the
   project file explicitly (``none`` to use none).
 - **Command line**: options such as ``--db`` and ``--inventory`` (passed in as ``overrides``).
 
@@ -18,6 +18,7 @@ db          OPSFLOW_DB             ``<home>/opsflow.db`` (a path or ``postgresql
 inventory   OPSFLOW_INVENTORY      ``inventory``
 runbooks    OPSFLOW_RUNBOOKS       ``runbooks``
 schedules   OPSFLOW_SCHEDULES      ``schedules``
+services    OPSFLOW_SERVICES       ``services`` (service levels)
 backups     OPSFLOW_BACKUPS        ``<home>/backups``
 broker      OPSFLOW_BROKER         none (in-process execution)
 [daemon]    —                      listen, token_file, hmac_secret_file … (daemon options)
@@ -41,8 +42,8 @@ from typing import Any
 from opsflow.errors import UsageError
 
 PROJECT_FILE = "opsflow.toml"
-PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "backups")
-KEYS = ("home", "db", "inventory", "runbooks", "schedules", "backups", "broker")
+PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "services", "backups")
+KEYS = ("home", "db", "inventory", "runbooks", "schedules", "services", "backups", "broker")
 ENV = {key: f"OPSFLOW_{key.upper()}" for key in KEYS}
 SECTIONS = ("daemon", "notify")
 
@@ -54,6 +55,7 @@ class Settings:
     inventory: str
     runbooks: str
     schedules: str
+    services: str
     backups: Path
     broker: str | None
     project_file: Path | None
@@ -63,7 +65,8 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         return {"home": str(self.home), "db": _redact_url(self.db), "inventory": self.inventory,
-                "runbooks": self.runbooks, "schedules": self.schedules, "backups": str(self.backups),
+                "runbooks": self.runbooks, "schedules": self.schedules, "services": self.services,
+                "backups": str(self.backups),
                 "broker": _redact_url(self.broker) if self.broker else None,
                 "project_file": str(self.project_file) if self.project_file else None,
                 "daemon": dict(self.daemon), "notify": {"contacts": sorted(self.notify.get("contacts", {})),
@@ -155,13 +158,14 @@ def resolve(overrides: Mapping[str, Any] | None = None, cwd: Path | None = None,
             values[key], sources[key] = str(value), "command line"
     home = Path(values.get("home") or Path.home() / ".opsflow").expanduser()
     defaults = {"home": str(home), "db": str(home / "opsflow.db"), "inventory": "inventory",
-                "runbooks": "runbooks", "schedules": "schedules", "backups": str(home / "backups")}
+                "runbooks": "runbooks", "schedules": "schedules", "services": "services",
+                "backups": str(home / "backups")}
     for key, value in defaults.items():
         if key not in values:
             values[key], sources[key] = value, "default"
     sources.setdefault("broker", "default")
     return Settings(home=home, db=values["db"], inventory=values["inventory"], runbooks=values["runbooks"],
-                    schedules=values["schedules"], backups=Path(values["backups"]).expanduser(),
+                    schedules=values["schedules"], services=values["services"], backups=Path(values["backups"]).expanduser(),
                     broker=values.get("broker"), project_file=project,
                     daemon=dict(table.get("daemon", {})), notify=dict(table.get("notify", {})), sources=sources)
 

@@ -77,7 +77,8 @@ CREATE TABLE IF NOT EXISTS reviews (
   created_by TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, updated_by TEXT NOT NULL,
   closed_at DOUBLE PRECISION, closed_by TEXT, runbooks TEXT NOT NULL, runs TEXT NOT NULL, events TEXT NOT NULL,
   doc TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS reviews_state ON reviews (state, created_at)
+CREATE INDEX IF NOT EXISTS reviews_state ON reviews (state, created_at);
+CREATE INDEX IF NOT EXISTS runs_duration ON runs (runbook, duration)
 """
 
 

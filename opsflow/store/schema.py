@@ -24,7 +24,7 @@ runs = Table(
     Column("pid", Integer), Column("pid_start", Text), Column("node", Text), Column("error", Text),
     Column("hosts", Text), Column("parent_run", Text), Column("inventory", Text), Column("error_kind", Text),
     Index("runs_started", "started_at"), Index("runs_runbook", "runbook", "started_at"),
-    Index("runs_status", "status"), Index("runs_parent", "parent_run"),
+    Index("runs_status", "status"), Index("runs_parent", "parent_run"), Index("runs_duration", "runbook", "duration"),
 )
 
 results = Table(

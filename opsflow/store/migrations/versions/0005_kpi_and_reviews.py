@@ -22,6 +22,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("runs_duration", "runs")
     op.drop_index("reviews_state", "reviews")
     for table in ("reviews", "rollup_days", "host_rollups", "run_rollups"):
         op.drop_table(table)

@@ -1,0 +1,225 @@
+"""Runs aggregated per runbook, version, week and host — from daily roll-ups where a day is rolled,
+from the runs themselves elsewhere — and the roll-ups made as days end.
+
+:func:`aggregate` reads a span [since, until): whole UTC days that are rolled up come from
+``run_rollups``/``host_rollups`` (a few rows per runbook and day), the rest (the partial days at
+the edges, today, days with a run still going) from ``runs``. With ``keep`` (a test on a run's start,
+for operational hours or corrections) or ``clock`` (the operational-hours clock) every run is read
+itself: a roll-up cannot tell when inside a day a run started.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from opsflow.reports.hours import Clock
+from opsflow.reports.stats import Sketch
+
+HOST_FAILED = frozenset({"failed", "unreachable", "timeout"})
+FINISHED = ("succeeded", "partial", "failed", "canceled", "abandoned", "crashed")
+FAILED = ("partial", "failed", "abandoned", "crashed")
+DAY = 86400.0
+SETTLE = 600.0  # a day is rolled up this long after it ended at the earliest
+
+
+def day_of(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def day_start(day: str) -> float:
+    return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+
+
+def week_of(day: str) -> str:
+    d = date.fromisoformat(day)
+    return (d - timedelta(days=d.weekday())).isoformat()
+
+
+@dataclass
+class Version:
+    first: float
+    runs: int = 0
+    succeeded: int = 0
+    finished: int = 0
+    sketch: Sketch = field(default_factory=Sketch)
+
+
+@dataclass
+class RunbookAgg:
+    name: str
+    statuses: Counter[str] = field(default_factory=Counter)
+    check_runs: int = 0
+    sketch: Sketch = field(default_factory=Sketch)  # durations of succeeded runs (on the report's clock)
+    wall: Sketch = field(default_factory=Sketch)  # the same runs on the wall clock
+    versions: dict[str, Version] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        return sum(self.statuses[s] for s in FINISHED)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.statuses[s] for s in FAILED)
+
+
+@dataclass
+class Week:
+    statuses: Counter[str] = field(default_factory=Counter)
+    sketch: Sketch = field(default_factory=Sketch)
+
+
+@dataclass
+class Agg:
+    runbooks: dict[str, RunbookAgg] = field(default_factory=dict)
+    weeks: dict[str, Week] = field(default_factory=dict)
+    heat: Counter[tuple[str, str]] = field(default_factory=Counter)  # (host, runbook) → failures
+    host_runs: Counter[tuple[str, str]] = field(default_factory=Counter)
+    raw_runs: int = 0
+    rolled_days: int = 0
+
+    def runbook(self, name: str) -> RunbookAgg:
+        if name not in self.runbooks:
+            self.runbooks[name] = RunbookAgg(name)
+        return self.runbooks[name]
+
+    def add(self, day: str, runbook: str, rb_hash: str, status: str, check: bool, n: int, sketch: Sketch | None,
+            wall: Sketch | None = None, first: float = 0.0) -> None:
+        rb = self.runbook(runbook)
+        if check:
+            rb.check_runs += n
+            return
+        rb.statuses[status] += n
+        week = self.weeks.setdefault(week_of(day), Week())
+        week.statuses[status] += n
+        v = rb.versions.get(rb_hash)
+        if v is None:
+            v = rb.versions[rb_hash] = Version(first=first)
+        v.first = min(v.first, first)
+        v.runs += n
+        v.finished += n if status in FINISHED else 0
+        if status == "succeeded":
+            v.succeeded += n
+            if sketch is not None:
+                rb.sketch.merge(sketch)
+                rb.wall.merge(wall or sketch)
+                week.sketch.merge(sketch)
+                v.sketch.merge(sketch)
+
+
+def _host_statuses(text: str | None) -> dict[str, str]:
+    try:
+        data = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _add_raw(agg: Agg, row: tuple[Any, ...], clock: Clock | None) -> None:
+    _id, runbook, rb_hash, _trigger, status, check, started, ended, duration, hosts, _by = row
+    agg.raw_runs += 1
+    sketch = wall = None
+    if status == "succeeded" and duration is not None:
+        wall = Sketch.of([duration])
+        sketch = Sketch.of([clock.elapsed(started, ended if ended is not None else started + duration)]) \
+            if clock is not None else wall
+    agg.add(day_of(started), runbook, rb_hash or "", status, bool(check), 1, sketch, wall, first=started)
+    if check:
+        return
+    for host, hstatus in _host_statuses(hosts).items():
+        agg.host_runs[(host, runbook)] += 1
+        if hstatus in HOST_FAILED:
+            agg.heat[(host, runbook)] += 1
+
+
+def aggregate(store: Any, since: float, until: float, runbooks: tuple[str, ...] | None = None,
+              keep: Callable[[float], bool] | None = None, clock: Clock | None = None) -> Agg:
+    """Runs started in [since, until), per runbook (``runbooks``: only these), week and host."""
+    agg = Agg()
+    if keep is not None or clock is not None:
+        for row in store.run_rows(since, until, runbooks):
+            if keep is None or keep(row[6]):
+                _add_raw(agg, row, clock)
+        return agg
+    first_day = day_of(since) if day_start(day_of(since)) == since else day_of(since + DAY)
+    last_day = day_of(until - DAY)
+    rolled = store.rolled_days(first_day, last_day) if first_day <= last_day else set()
+    # raw spans: everything in [since, until) not inside a rolled day
+    t = since
+    for day in sorted(rolled):
+        a = day_start(day)
+        if a > t:
+            for row in store.run_rows(t, a, runbooks):
+                _add_raw(agg, row, None)
+        t = a + DAY
+    if t < until:
+        for row in store.run_rows(t, until, runbooks):
+            _add_raw(agg, row, None)
+    if rolled:
+        lo, hi = min(rolled), max(rolled)
+        for day, runbook, rb_hash, _trigger, status, check, n, _total, sketch_text in store.rollup_rows(lo, hi, runbooks):
+            if day not in rolled:
+                continue
+            sketch = Sketch.loads(sketch_text) if status == "succeeded" and not check else None
+            agg.add(day, runbook, rb_hash, status, bool(check), n, sketch, first=day_start(day))
+        allowed = set(runbooks) if runbooks is not None else None
+        for runbook, host, n, failed in store.host_rollup_rows(lo, hi):
+            if allowed is None or runbook in allowed:
+                agg.host_runs[(host, runbook)] += n
+                agg.heat[(host, runbook)] += failed
+        agg.rolled_days = len(rolled)
+    return agg
+
+
+def roll_up(store: Any, now: float | None = None, max_days: int = 4000) -> int:
+    """Roll up every ended day not rolled yet (oldest first); the number of days rolled."""
+    now = time.time() if now is None else now
+    first = store.first_run_at()
+    if first is None:
+        return 0
+    last_done = day_of(now - DAY - SETTLE)  # the last day that has ended (and settled)
+    unfinished = store.unfinished_since(first)
+    if unfinished is not None:
+        last_done = min(last_done, day_of(unfinished - DAY))
+    first_day = day_of(first)
+    if first_day > last_done:
+        return 0
+    done = store.rolled_days(first_day, last_done)
+    count = 0
+    day = first_day
+    while day <= last_done and count < max_days:
+        if day not in done:
+            _roll_day(store, day)
+            count += 1
+        day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    return count
+
+
+def _roll_day(store: Any, day: str) -> None:
+    a = day_start(day)
+    groups: dict[tuple[str, str, str, str, int], tuple[list[int], Sketch]] = {}
+    hosts: dict[tuple[str, str], list[int]] = {}
+    n = 0
+    for row in store.run_rows(a, a + DAY):
+        _id, runbook, rb_hash, trigger, status, check, _started, _ended, duration, host_text, _by = row
+        n += 1
+        key = (runbook, rb_hash or "", trigger or "", status, int(bool(check)))
+        counter, sketch = groups.setdefault(key, ([0], Sketch()))
+        counter[0] += 1
+        sketch.add(duration)
+        if check:
+            continue
+        for host, hstatus in _host_statuses(host_text).items():
+            cell = hosts.setdefault((runbook, host), [0, 0])
+            cell[0] += 1
+            cell[1] += hstatus in HOST_FAILED
+    rows = [(*key, c[0], s.total, s.dumps(), json.dumps(s.buckets)) for key, (c, s) in groups.items()]
+    store.save_rollup(day, n, rows, [(rb, host, c[0], c[1]) for (rb, host), c in hosts.items()])
+
+
+__all__ = ["FAILED", "FINISHED", "Agg", "RunbookAgg", "aggregate", "day_of", "roll_up"]
