@@ -23,6 +23,7 @@ from opsflow.results import RunStatus, StepResult
 from opsflow.store import migrate as schema
 from opsflow.store.base import RunRecord
 from opsflow.store.events import EventStoreMixin
+from opsflow.store.kpi import KpiStoreMixin
 from opsflow.store.reviews import ReviewStoreMixin
 from opsflow.store.schedule import ScheduleStoreMixin
 
@@ -34,7 +35,7 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
                 "error")
 
 
-class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin):
+class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin):
     def __init__(self, url: str, raw_url: str, dialect: str, conn: Any = None, pool: Any = None) -> None:
         self.url = url  # for messages: any password masked
         self._raw_url = raw_url
