@@ -154,9 +154,9 @@ def apply_edit(doc: dict[str, Any], edit: Edit, by: str, at: str) -> tuple[dict[
             out[key] = value
             changed.append(key)
     for key in LIST_FIELDS:
-        added = [t for t in getattr(edit, key) if t not in out[key]]
+        added = [t for t in dict.fromkeys(getattr(edit, key)) if t not in out[key]]
         if added:
-            out[key] = out[key] + list(dict.fromkeys(added))
+            out[key] = out[key] + added
             changed.append(f"{key} +{len(added)}")
     next_id = max((int(a.get("id") or 0) for a in out["action_items"]), default=0) + 1
     for new in edit.actions:
