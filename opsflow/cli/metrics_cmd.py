@@ -39,7 +39,7 @@ def write_atomically(path: Path, data: bytes) -> None:
 def metrics(db: str | None, output: str | None) -> None:
     """Run metrics from the store in the Prometheus text format: runs by status and trigger, durations,
     runs in progress, backup and drill ages, schedule slots, remediations. When the store cannot be
-    read, only opsflow_store_up 0 is written, and the exit code is 1."""
+    read, only opsflow_store_up 0 is written, and the exit code is 2 (as for any store error)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
