@@ -94,7 +94,7 @@ def test_sample_report_renders_offline(browser: Any, tmp_path: Path) -> None:
         heat = page.inner_text("#heatmap")
         assert "rtr1" in heat and "failed runs" in heat
         summary = page.inner_text("#summary")
-        assert "95.9%" in summary and "3 / 5" in summary
+        assert "95.9%" in summary and "4 / 6" in summary
         assert "no data in this period" not in page.inner_text("body")
         text_nodes = page.eval_on_selector_all("svg.chart text", "els => els.length")
         assert text_nodes > 50  # svg.fonttype 'none': labels are text, not glyph paths

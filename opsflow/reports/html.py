@@ -265,10 +265,11 @@ def events_chart(events: dict[str, Any]) -> str | None:
 # -- the page ---------------------------------------------------------------------------------
 
 def _finalize(value: Any) -> Any:
-    """Every value printed by the template: None as a dash, controls made visible (Markup stays Markup)."""
+    """Every value printed by the template: None or absent as a dash, controls made visible (Markup stays Markup)."""
+    import jinja2
     from markupsafe import Markup
 
-    if value is None:
+    if value is None or isinstance(value, jinja2.Undefined):
         return "—"
     if isinstance(value, Markup):
         return value
@@ -280,7 +281,7 @@ def _environment() -> jinja2.Environment:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.PackageLoader("opsflow.reports", "templates"), autoescape=True,
-                             finalize=_finalize, undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             finalize=_finalize, undefined=jinja2.ChainableUndefined, trim_blocks=True,
                              lstrip_blocks=True)
     env.filters.update(duration=fmt_duration, pct=fmt_pct, num=fmt_num, when=when)
     return env
@@ -316,10 +317,14 @@ def _objectives(report: dict[str, Any]) -> list[dict[str, Any]]:
         budget = o.get("budget_remaining")
         level = "none" if budget is None else "good" if budget > 0.25 else "low" if budget > 0 else "spent"
         burn = o.get("burn_rate")
-        rows.append({"scope": o["scope"], "service": o.get("service"), "runbook": o.get("runbook"),
+        good, total = o.get("good"), o.get("total")
+        sample = (f"{fmt_num(good)} of {fmt_num(total)}" if isinstance(good, int) and total else
+                  f"{fmt_num(total)} measured" if total else "nothing measured" if total == 0 else "")
+        rows.append({"service": o.get("service"), "runbooks": o["runbooks"], "sample": sample,
                      "name": o.get("name"), "description": o.get("description") or "",
                      "target": fmt_measure(o.get("target"), o.get("unit")),
-                     "actual": fmt_measure(o.get("actual"), o.get("unit")), "met": o.get("met"),
+                     "actual": fmt_measure(o.get("actual"), o.get("unit")),
+                     "met": None if o.get("actual") is None else o.get("met"),
                      "budget": fmt_pct(budget, 0), "budget_width": round(_clamp(budget) * 100, 1), "level": level,
                      "burn": fmt_burn(burn), "burn_hot": isinstance(burn, int | float) and burn > 1})
     return rows

@@ -11,9 +11,11 @@ empty row.
 
 1. Runbooks, one row per runbook, header ``runbook, runs, succeeded, failed, other, check_runs,
    success_rate, duration_p50_s, duration_p95_s, duration_mean_s``.
-2. Objectives, one row per objective, header ``scope, service, runbook, objective, kind, target,
-   actual, unit, met, budget_remaining, burn_rate``; ``scope`` is ``service`` (a service's own
-   objective, ``runbook`` empty) or ``runbook``.
+2. Objectives, one row per objective (once, though the report lists it under its service and
+   under each runbook it covers), header ``service, objective, kind, runbooks, target, actual,
+   unit, met, budget_remaining, burn_rate, good, total``; ``runbooks`` is the runbooks it covers,
+   space-separated; ``unit`` is ``ratio`` (target and actual are fractions) or ``seconds``;
+   ``good``/``total`` count the events measured (``good`` only for ratios).
 
 Numbers are written as they are in the report (rates as fractions 0…1, durations in seconds, no
 rounding); an absent value (None) is an empty cell; ``met`` is ``true``, ``false`` or empty (no
@@ -105,8 +107,11 @@ def fmt_burn(value: Any) -> str:
     return "—" if v is None else f"{v:.2f}×"
 
 
-def fmt_met(met: Any) -> str:
-    return "✓ met" if met is True else "✗ breached" if met is False else "– no data"
+def fmt_met(met: Any, actual: Any = 0) -> str:
+    """✓/✗ with a word, never a colour alone; an objective with nothing measured says so."""
+    if met is None or (met is True and actual is None):
+        return "– no data"
+    return "✓ met" if met else "✗ breached"
 
 
 def short_hash(value: Any) -> str:
@@ -114,16 +119,23 @@ def short_hash(value: Any) -> str:
 
 
 def objective_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every objective of the report, services' own first, each with ``scope`` and ``runbook``."""
-    rows: list[dict[str, Any]] = []
+    """Every objective once (by service and name), with ``runbooks`` it covers.
+
+    ``build_report`` lists a service's objective under the service and again under each runbook it
+    covers; a runbook's objective without its service in ``services`` still counts.
+    """
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for service in report.get("services") or []:
         for obj in service.get("objectives") or []:
-            rows.append({**obj, "scope": "service", "service": obj.get("service") or service.get("name"),
-                         "runbook": None})
+            key = (str(obj.get("service") or service.get("name")), str(obj.get("name")))
+            rows.setdefault(key, {**obj, "service": key[0], "runbooks": list(obj.get("runbooks") or [])})
     for rb in report.get("runbooks") or []:
         for obj in rb.get("objectives") or []:
-            rows.append({**obj, "scope": "runbook", "runbook": rb.get("name")})
-    return rows
+            row = rows.setdefault((str(obj.get("service")), str(obj.get("name"))),
+                                  {**obj, "runbooks": list(obj.get("runbooks") or [])})
+            if rb.get("name") not in row["runbooks"]:
+                row["runbooks"].append(rb.get("name"))
+    return list(rows.values())
 
 
 def summary(report: dict[str, Any]) -> dict[str, Any]:
@@ -167,12 +179,11 @@ def _runbook_table(report: dict[str, Any]) -> Table:
 
 
 def _objective_table(report: dict[str, Any]) -> Table:
-    head = ["Scope", "Objective", "Target", "Actual", "Met", "Budget left", "Burn rate"]
+    head = ["Service", "Objective", "Runbooks", "Target", "Actual", "Met", "Budget left", "Burn rate"]
     rows = []
     for o in objective_rows(report):
-        scope = f"service {o.get('service')}" if o["scope"] == "service" else f"runbook {o.get('runbook')}"
-        rows.append([scope, str(o.get("name")), fmt_measure(o.get("target"), o.get("unit")),
-                     fmt_measure(o.get("actual"), o.get("unit")), fmt_met(o.get("met")),
+        rows.append([str(o.get("service")), str(o.get("name")), ", ".join(map(str, o["runbooks"])), fmt_measure(o.get("target"), o.get("unit")),
+                     fmt_measure(o.get("actual"), o.get("unit")), fmt_met(o.get("met"), o.get("actual")),
                      fmt_pct(o.get("budget_remaining")), fmt_burn(o.get("burn_rate"))])
     return head, rows
 
@@ -333,8 +344,8 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 RUNBOOK_COLUMNS = ["runbook", "runs", "succeeded", "failed", "other", "check_runs", "success_rate",
                    "duration_p50_s", "duration_p95_s", "duration_mean_s"]
-OBJECTIVE_COLUMNS = ["scope", "service", "runbook", "objective", "kind", "target", "actual", "unit", "met",
-                     "budget_remaining", "burn_rate"]
+OBJECTIVE_COLUMNS = ["service", "objective", "kind", "runbooks", "target", "actual", "unit", "met",
+                     "budget_remaining", "burn_rate", "good", "total"]
 
 
 def _csv_value(value: Any) -> str:
@@ -357,7 +368,8 @@ def render_csv(report: dict[str, Any]) -> str:
     writer.writerow([])
     writer.writerow(OBJECTIVE_COLUMNS)
     for o in objective_rows(report):
-        writer.writerow([_csv_value(o.get(c if c != "objective" else "name")) for c in OBJECTIVE_COLUMNS])
+        values = {**o, "objective": o.get("name"), "runbooks": " ".join(map(str, o["runbooks"]))}
+        writer.writerow([_csv_value(values.get(c)) for c in OBJECTIVE_COLUMNS])
     return buf.getvalue()
 
 

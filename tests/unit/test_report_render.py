@@ -22,10 +22,15 @@ HOSTILE = "<script>alert(1)</script>"
 
 
 def _objective(service: str, name: str, kind: str, target: float, actual: float | None, unit: str,
-               budget: float | None, burn: float | None, description: str = "") -> dict[str, Any]:
-    return {"service": service, "name": name, "kind": kind, "target": target, "actual": actual,
-            "met": None if actual is None else (actual >= target if unit == "ratio" else actual <= target),
-            "budget_remaining": budget, "burn_rate": burn, "unit": unit, "description": description}
+               budget: float | None, burn: float | None, runbooks: list[str], total: int) -> dict[str, Any]:
+    """As opsflow.reports.objectives.evaluate makes it: listed under its service and under each runbook."""
+    obj = {"service": service, "name": name, "kind": kind, "target": target, "actual": actual,
+           "met": True if actual is None else (actual >= target if unit == "ratio" else actual <= target),
+           "budget_remaining": budget, "burn_rate": burn, "unit": unit, "description": f"{name} ({kind})",
+           "runbooks": runbooks, "total": total}
+    if unit == "ratio":
+        obj["good"] = round((actual or 0) * total)
+    return obj
 
 
 def _runbook(name: str, succeeded: int, failed: int, other: int, p50: float, p95: float,
@@ -46,28 +51,37 @@ def sample_report() -> dict[str, Any]:
     trends = [{"week": w.isoformat(), "runs": s + f, "succeeded": s, "failed": f,
                "success_rate": s / (s + f), "duration_p95_s": 300.0 + 20 * i}
               for i, (w, s, f) in enumerate(zip(weeks, succeeded, failed, strict=True))]
+    availability = _objective("web", "availability", "success_rate", 0.999, 0.9995, "ratio", 0.5, 0.5,
+                              ["server-health", "cert-renew"], 2000)
+    health = _objective("web", "health succeeds", "success_rate", 0.99, 0.981308, "ratio", 0.35, 0.65,
+                        ["server-health"], 214)
+    route = _objective("network", "route change succeeds", "success_rate", 0.95, 0.815789, "ratio", -2.7, 3.7,
+                       ["router-static-route"], 38)
+    route_p95 = _objective("network", "route change p95", "time_to_start", 120.0, 61.0, "seconds", 0.49, 0.51,
+                           ["router-static-route"], 38)
+    restore = _objective("db", "restore time p95", "mttr", 1800.0, 1500.0, "seconds", 0.17, 0.83,
+                         ["db-backup-verify"], 57)
+    quiet = _objective("db", "drills on time", "drill", 0.9, None, "ratio", 1.0, 0.0, [], 0)
     runbooks = [
-        _runbook("server-health", 210, 3, 1, 42.0, 95.5,
-                 [_objective("web", "health succeeds", "success_rate", 0.99, 210 / 214, "ratio", 0.35, 0.65)],
+        _runbook("server-health", 210, 3, 1, 42.0, 95.5, [availability, health],
                  slow_runs=[{"run_id": "r-0192", "started_at": "2025-04-08T02:14:00Z", "duration_s": 180.0,
                              "ratio": 4.3}],
                  versions=[{"hash": "a1b2c3d4e5f60718", "first_run": "2025-03-03T06:00:00Z", "runs": 120,
                             "success_rate": 0.975, "duration_p50_s": 48.0},
                            {"hash": "0f9e8d7c6b5a4321", "first_run": "2025-04-01T06:00:00Z", "runs": 94,
                             "success_rate": 0.9894, "duration_p50_s": 39.0}]),
-        _runbook("router-static-route", 31, 7, 0, 12.5, 61.0,
-                 [_objective("network", "route change succeeds", "success_rate", 0.95, 31 / 38, "ratio", -2.7, 3.7),
-                  _objective("network", "route change p95", "duration_p95", 120.0, 61.0, "s", 0.49, 0.51)],
+        _runbook("router-static-route", 31, 7, 0, 12.5, 61.0, [route, route_p95],
                  slow_runs=[{"run_id": "r-0077", "started_at": "2025-03-19T22:40:00Z", "duration_s": 55.0,
                              "ratio": 4.4}]),
-        _runbook("db-backup-verify", 56, 1, 0, 620.0, 1500.0,
-                 [_objective("db", "restore time p95", "duration_p95", 1800.0, 1500.0, "s", 0.17, 0.83)]),
-        _runbook("cert-renew", 8, 0, 1, 3.2, 7.9, []),
+        _runbook("db-backup-verify", 56, 1, 0, 620.0, 1500.0, [restore]),
+        _runbook("cert-renew", 8, 0, 1, 3.2, 7.9, [availability]),
     ]
-    services = [{"name": "web", "description": "Public web tier", "runbooks": ["server-health"], "hours": None,
-                 "objectives": [_objective("web", "availability", "availability", 0.999, 0.9995, "ratio", 0.5, 0.5)]},
-                {"name": "network", "description": "Core routing", "runbooks": ["router-static-route"],
-                 "hours": "business", "objectives": []}]
+    services = [{"name": "web", "description": "Public web tier", "owner": "web team",
+                 "runbooks": ["server-health", "cert-renew"], "hours": None, "objectives": [availability, health]},
+                {"name": "network", "description": "Core routing", "owner": None, "runbooks": ["router-static-route"],
+                 "hours": "business", "objectives": [route, route_p95]},
+                {"name": "db", "description": "Databases", "owner": None, "runbooks": ["db-backup-verify"],
+                 "hours": None, "objectives": [restore, quiet]}]
     hosts = ["web1", "web2", "db1", "rtr1", "rtr2"]
     names = [rb["name"] for rb in runbooks]
     failures = [[2, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 4, 0, 0], [0, 3, 0, 0]]
@@ -178,7 +192,7 @@ def test_html_shows_the_figures(sample_html: str) -> None:
     text = re.sub(r"<[^>]+>", " ", sample_html)
     assert "2025-03-03" in text and "2025-04-28" in text and "business" in text
     assert "95.9%" in text  # overall success rate: 305 of 318 finished runs
-    assert "3 / 5" in text  # objectives met of total
+    assert "4 / 6" in text  # objectives met of total, each once (the one without data counts as met)
     assert "60%" in text and "1 / 2" in text and "90%" in text  # automation, backups overdue, adherence
     assert "✗ breached" in text and "✓ met" in text
     assert "3.70×" in text  # burn rate of the breached objective
@@ -220,8 +234,11 @@ def test_markdown_tables_have_the_figures() -> None:
     assert runbooks[1][:6] == ["server-health", "214", "210", "3", "1", "98.1%"]
     assert runbooks[2][:6] == ["router-static-route", "38", "31", "7", "0", "81.6%"]
     objectives = {row[1]: row for row in _md_rows(md, "Objectives against targets")[1:]}
-    assert objectives["route change succeeds"][2:] == ["95%", "81.58%", "✗ breached", "-270%", "3.70×"]
-    assert objectives["restore time p95"][2:5] == ["30 min 00 s", "25 min 00 s", "✓ met"]
+    assert len(objectives) == 6  # each once, though listed under its service and its runbooks
+    assert objectives["availability"][:3] == ["web", "availability", "server-health, cert-renew"]
+    assert objectives["route change succeeds"][3:] == ["95%", "81.58%", "✗ breached", "-270%", "3.70×"]
+    assert objectives["restore time p95"][3:6] == ["30 min 00 s", "25 min 00 s", "✓ met"]
+    assert objectives["drills on time"][4:6] == ["—", "– no data"]
     assert _md_rows(md, "Trends per week")[6] == ["2025-04-07", "36", "30", "6", "83.3%", "6 min 40 s"]
     assert ["rtr1", "0", "4", "0", "0"] in _md_rows(md, "Failures per host and runbook")
     assert "- Success rate: 95.9%" in md
@@ -245,18 +262,23 @@ def test_csv_parses_with_the_right_numbers() -> None:
     assert (int(health["runs"]), int(health["succeeded"]), int(health["failed"])) == (214, 210, 3)
     assert float(health["success_rate"]) == pytest.approx(210 / 214)
     assert float(health["duration_p95_s"]) == 95.5
+    assert rows[blank + 1] == ["service", "objective", "kind", "runbooks", "target", "actual", "unit", "met",
+                               "budget_remaining", "burn_rate", "good", "total"]
     objectives = [dict(zip(rows[blank + 1], r, strict=True)) for r in rows[blank + 2:]]
-    assert len(objectives) == 5
+    assert len(objectives) == 6
     breached = next(o for o in objectives if o["objective"] == "route change succeeds")
-    assert breached["scope"] == "runbook" and breached["runbook"] == "router-static-route"
+    assert breached["service"] == "network" and breached["runbooks"] == "router-static-route"
     assert breached["met"] == "false" and float(breached["burn_rate"]) == 3.7 and float(breached["target"]) == 0.95
-    own = next(o for o in objectives if o["scope"] == "service")
-    assert own["service"] == "web" and own["runbook"] == "" and own["met"] == "true"
+    assert (int(breached["good"]), int(breached["total"])) == (31, 38)
+    shared = next(o for o in objectives if o["objective"] == "availability")
+    assert shared["runbooks"] == "server-health cert-renew" and shared["met"] == "true"
+    quiet = next(o for o in objectives if o["objective"] == "drills on time")
+    assert quiet["actual"] == "" and quiet["runbooks"] == ""
 
 
 def test_csv_empty_and_hostile() -> None:
     rows = list(csv.reader(io.StringIO(render_csv(empty_report()))))
-    assert len(rows) == 3 and rows[1] == [] and rows[2][0] == "scope"
+    assert len(rows) == 3 and rows[1] == [] and rows[2][0] == "service"
     text = render_csv(hostile_report())
     assert HOSTILE in text  # CSV is not HTML: the name stays as it is, quoted by the csv module where needed
     sample = sample_report()
