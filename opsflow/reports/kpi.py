@@ -12,7 +12,7 @@ from typing import Any
 
 from opsflow.errors import StoreError, UsageError
 from opsflow.reports.hours import Clock, calendar_clock
-from opsflow.reports.objectives import Context, evaluate, members_of
+from opsflow.reports.objectives import Context, action_state, evaluate, members_of, merge_state
 from opsflow.reports.rollup import FINISHED, Agg, RunbookAgg, aggregate, roll_up
 from opsflow.reports.stats import rnd
 from opsflow.slo.loader import ServiceSet, load_configured
@@ -95,14 +95,12 @@ def _events(ctx: Context, rules: set[str] | None, runbooks: set[str] | None, clo
     suppressed: Counter[str] = Counter()
     starts, ends = [], []
     for a in actions:
-        event_id, outcome, reason, run_status = a[0], a[2], a[3], a[5]
+        event_id, outcome, reason = a[0], a[2], a[3]
         if outcome in ("suppressed", "canceled"):
             suppressed[reason or outcome] += 1
-        ok = outcome == "finished" and run_status == "succeeded"
-        state = "remediated" if ok else ("repeat" if reason in ("duplicate", "resolved", "cooldown") else "human")
-        previous = events.get(event_id)
-        if previous != "remediated" and (previous is None or state == "remediated" or previous == "repeat"):
-            events[event_id] = state
+        state = action_state(a)
+        ok = state == "remediated"
+        events[event_id] = merge_state(events.get(event_id), state)
         received, started, ended = a[6], a[7], a[8]
         measure = clock.elapsed if clock is not None else (lambda x, y: y - x)
         if started is not None:
@@ -115,8 +113,9 @@ def _events(ctx: Context, rules: set[str] | None, runbooks: set[str] | None, clo
     if rules is not None or runbooks is not None or clock is not None:
         received = matched = len(events)
     remediated = sum(1 for s in events.values() if s == "remediated")
+    needing = sum(1 for s in events.values() if s != "repeat")
     return {"received": received, "matched": matched, "remediated_automatically": remediated,
-            "automation_rate": rnd(remediated / len(events), 6) if events else None,
+            "automation_rate": rnd(remediated / needing, 6) if needing else None,
             "needed_human": sum(1 for s in events.values() if s == "human"),
             "repeats": sum(1 for s in events.values() if s == "repeat"),
             "suppressed": dict(sorted(suppressed.items())), "mttr_s": rnd(sum(ends) / len(ends)) if ends else None,
@@ -289,10 +288,16 @@ def build_report(store: Any, since: float, until: float, service: str | None = N
                 for n in sorted(names)]
     entries = (set().union(*(set(s.schedules) or {e for e, rb in entry_runbooks.items() if rb in (scope or set())}
                              for s in chosen)) if service else None)
+    finished = sum(rb.finished for rb in agg.runbooks.values())
+    succeeded = sum(rb.statuses["succeeded"] for rb in agg.runbooks.values())
+    totals = {"runs": sum(r["runs"] for r in runbooks), "succeeded": succeeded, "failed": sum(r["failed"] for r in runbooks),
+              "finished": finished, "success_rate": rnd(succeeded / finished, 6) if finished else None,
+              "objectives": len(objectives), "objectives_met": sum(1 for o in objectives if o["met"]),
+              "objectives_without_data": sum(1 for o in objectives if o["actual"] is None)}
     return {
         "generated_at": iso(now), "since": iso(since), "until": iso(until), "service": service, "hours": hours,
         "hours_open_s": rnd(clock.elapsed(since, until)) if clock else None,
-        "runbooks": runbooks,
+        "totals": totals, "runbooks": runbooks,
         "services": [{"name": s.name, "description": s.description, "owner": s.owner,
                       "runbooks": services.runbooks_of(s), "hours": hours or s.hours, "corrections": s.corrections,
                       "objectives": [o for o in objectives if o["service"] == s.name]} for s in chosen],

@@ -90,10 +90,11 @@ def _events(ctx: Context, service: ServiceSpec, obj: Objective) -> dict[str, Any
     clock, keep = ctx.filters(service)
     actions = [a for a in (ctx.actions or []) if (a[1] in rules or a[-1] in runbooks) and (keep is None or keep(a[6]))]
     if obj.kind == "auto_remediation":
-        events: dict[str, bool] = {}
+        events: dict[str, str] = {}
         for a in actions:
-            events[a[0]] = events.get(a[0], False) or (a[2] == "finished" and a[5] == "succeeded")
-        return ratio_result(sum(events.values()), len(events), obj.ratio or 0)
+            events[a[0]] = merge_state(events.get(a[0]), action_state(a))
+        return ratio_result(sum(1 for s in events.values() if s == "remediated"),
+                            sum(1 for s in events.values() if s != "repeat"), obj.ratio or 0)
 
     def span(a: tuple[Any, ...], end: float) -> float:
         return clock.elapsed(a[6], end) if clock is not None else end - a[6]
@@ -104,6 +105,24 @@ def _events(ctx: Context, service: ServiceSpec, obj: Objective) -> dict[str, Any
         return threshold_result(Sketch.of(values).quantile(0.95), obj.max, len(values))
     values = [span(a, a[8]) for a in actions if a[5] == "succeeded" and a[8] is not None]
     return threshold_result(sum(values) / len(values) if values else None, obj.max, len(values))
+
+
+REPEATS = ("duplicate", "resolved", "cooldown")
+
+
+def action_state(a: tuple[Any, ...]) -> str:
+    """What a rule action says of its event: remediated (its run succeeded), a repeat (a duplicate, a
+    resolved alert, a cooldown: nothing was needed), or a human is needed (the run failed, or the
+    automation declined: breaker open, budget, lock, queue full, unknown host …)."""
+    if a[2] == "finished" and a[5] == "succeeded":
+        return "remediated"
+    return "repeat" if a[3] in REPEATS else "human"
+
+
+def merge_state(previous: str | None, state: str) -> str:
+    """An event with several actions: remediated if any was, else human if any needed one."""
+    order = {"remediated": 2, "human": 1, "repeat": 0}
+    return state if previous is None or order[state] > order[previous] else previous
 
 
 def _schedule(ctx: Context, service: ServiceSpec, obj: Objective) -> dict[str, Any]:
@@ -170,4 +189,4 @@ def evaluate(ctx: Context, service: ServiceSpec, obj: Objective) -> dict[str, An
             "runbooks": ctx.services.runbooks_of(service, obj), **result}
 
 
-__all__ = ["Context", "evaluate", "inventory_group", "members_of"]
+__all__ = ["Context", "action_state", "evaluate", "inventory_group", "members_of", "merge_state"]
