@@ -202,7 +202,7 @@ def test_reviews_on_postgresql(cli: Cli, tmp_path: Path) -> None:
         due = json.loads(cli.run("review", "list", "--due", "--json", "--db", url, check_rc=0).stdout)
         assert [d["run_id"] for d in due] == [run_id]
         review_id = cli.run("review", "new", run_id, "--by", "alice", "--db", url, check_rc=0).stdout.strip()
-        cli.run("review", "edit", review_id, "--action", "port 100% of it_now", "--owner", "bob", "--due",
+        cli.run("review", "edit", review_id[:5], "--action", "port 100% of it_now", "--owner", "bob", "--due",
                 "2027-01-10", "--by", "alice", "--db", url, check_rc=0)
         assert json.loads(cli.run("review", "list", "--due", "--json", "--db", url, check_rc=0).stdout) == []
         assert "action 1: port 100% of it_now — owner bob" in cli.run("plan", str(rb), "--db", url,

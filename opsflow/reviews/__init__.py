@@ -4,8 +4,10 @@
 - :mod:`opsflow.reviews.timeline`: what happened, in order, from the records of the linked events and runs;
 - :mod:`opsflow.reviews.due`: which reviews are due (failed automatic remediations, window overrides,
   missed objectives), found from the records without writing anything;
-- :mod:`opsflow.reviews.render`: Markdown export, terminal text, and the lesson lines of ``plan`` / ``run``.
+- :mod:`opsflow.reviews.render`: Markdown export, terminal text, and the lesson lines of ``plan`` / ``run``;
+- :mod:`opsflow.reviews.summary`: open reviews and action items per runbook, for the KPI report.
 
 The store keeps reviews (``opsflow.store.reviews``); ``opsflow review`` (``opsflow.cli.review``) drives them.
-For the KPI report: ``store.open_lessons(runbook)`` and ``find_due(store, since, breaches)``.
+For the KPI report: ``summary.open_lessons_summary(store)`` (or ``store.open_lessons(runbook)`` for one
+runbook) and ``due.find_due(store, since, breaches)``.
 """

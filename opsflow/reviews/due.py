@@ -39,7 +39,8 @@ def _epoch(value: Any) -> float | None:
 def due_items(failed_runs: list[dict[str, Any]], overrides: list[dict[str, Any]], breaches: list[dict[str, Any]],
               reviews: list[dict[str, Any]], since: float | None = None) -> list[dict[str, Any]]:
     """What is due, oldest first: dicts with ``kind``, ``at``, ``runbook``, ``run_id`` (None for a breach),
-    ``what`` (one line), and the breach's ``service``, ``objective``, ``actual``, ``target`` for a breach."""
+    ``what`` (one line; also as ``title``), ``runbooks`` ([runbook]), ``reason`` (= kind), and the breach's
+    ``service``, ``objective``, ``actual``, ``target`` for a breach."""
     linked_runs = {rid for r in reviews for rid in r.get("runs") or []}
     out: list[dict[str, Any]] = []
     for run in failed_runs:
@@ -68,6 +69,8 @@ def due_items(failed_runs: list[dict[str, Any]], overrides: list[dict[str, Any]]
                     "target": b.get("target"),
                     "what": f"{service}objective {b.get('objective')} of {runbook} missed: "
                             f"{b.get('actual')} against {b.get('target')}"})
+    for d in out:  # the fields a table of reviews shows (opsflow.reports): title, runbooks, reason
+        d.update(title=d["what"], runbooks=[d["runbook"]] if d["runbook"] else [], reason=d["kind"])
     return sorted(out, key=lambda d: (d["at"], d["kind"]))
 
 

@@ -181,3 +181,19 @@ def test_lesson_lines_one_per_open_action_or_one_for_the_review() -> None:
     lines = lesson_lines([review(doc=doc), review(id="R-000001", title="no items\x1b[2J")])
     assert lines == ["lesson R-abc123 (open): disk full on web1; action 2: rotate — owner carol, due 2027-02-01",
                      "lesson R-000001 (open): no items\\x1b[2J"]
+
+
+def test_summary_per_runbook_counts_open_reviews_and_their_open_actions() -> None:
+    from opsflow.reviews.summary import lessons_by_runbook, review_rows
+
+    doc, _ = apply_edit(empty_doc(), Edit(actions=[action("a", "bob", "2027-01-10"), action("b", "bob", "2027-01-11")]),
+                        "alice", AT)
+    doc, _ = apply_edit(doc, Edit(done=[1]), "bob", AT)
+    reviews = [review(doc=doc, runbooks=["disk", "web"]), review(id="R-2", runbooks=["disk"]),
+               review(id="R-3", state="closed", doc=doc, runbooks=["disk"])]
+    assert lessons_by_runbook(reviews) == {"disk": {"open_reviews": 2, "open_actions": 1},
+                                           "web": {"open_reviews": 1, "open_actions": 1}}
+    assert review_rows(reviews)[0] == {"id": "R-abc123", "title": "disk full on web1", "state": "open",
+                                       "runbooks": ["disk", "web"], "open_actions": 1}
+    due = due_items(FAILED[:1], [], [], [])
+    assert (due[0]["title"], due[0]["runbooks"], due[0]["reason"]) == (due[0]["what"], ["disk"], "failed_remediation")
