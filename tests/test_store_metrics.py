@@ -34,7 +34,7 @@ from opsflow.results import HostStatus, RunStatus, StepResult
 from opsflow.store.base import RunRecord
 from opsflow.store.schedule import FIRE_DECISIONS
 from opsflow.store.sql import SqlStore
-from tests.helpers import ROOT, Cli, wait_for, write_runbook
+from tests.helpers import ROOT, Cli, pg_store_url, wait_for, write_runbook
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex  # a parameter, an error, an output, an event's text: never in a label
 MARK = "MARK" + uuid.uuid4().hex[:8]
@@ -154,12 +154,12 @@ def filled(cli: Cli, tmp_path: Path) -> float:
     return now
 
 
-def expected_runs() -> tuple[dict[frozenset[tuple[str, str]], float], dict[frozenset[tuple[str, str]], float]]:
+def expected_runs(probe: bool) -> tuple[dict[frozenset[tuple[str, str]], float],
+                                       dict[frozenset[tuple[str, str]], float]]:
     """opsflow_runs_total and opsflow_check_runs_total, counted by hand: every final status of every
-    (runbook, trigger) with a finished run, 0 unless counted."""
-    runs = {lbl(runbook=rb, status=s, trigger=t): 0.0 for rb, t in (("patch", "cli"), ("patch", "schedule"),
-                                                                     ("restart", "event"), ("probe", "cli"),
-                                                                     ("backup-all", "schedule"))
+    (runbook, trigger) with a finished run, 0 unless counted (``probe``: with the two real runs)."""
+    pairs = [("patch", "cli"), ("patch", "schedule"), ("restart", "event"), ("backup-all", "schedule")]
+    runs = {lbl(runbook=rb, status=s, trigger=t): 0.0 for rb, t in pairs + [("probe", "cli")] * probe
             for s in FINAL_STATUSES}
     runs[lbl(runbook="patch", status="succeeded", trigger="cli")] = 3
     runs[lbl(runbook="patch", status="failed", trigger="cli")] = 1
@@ -167,21 +167,23 @@ def expected_runs() -> tuple[dict[frozenset[tuple[str, str]], float], dict[froze
     runs[lbl(runbook="patch", status="partial", trigger="schedule")] = 1
     runs[lbl(runbook="restart", status="succeeded", trigger="event")] = 2
     runs[lbl(runbook="restart", status="canceled", trigger="event")] = 1
-    runs[lbl(runbook="probe", status="succeeded", trigger="cli")] = 1
     runs[lbl(runbook="backup-all", status="succeeded", trigger="schedule")] = 1
-    checks = {lbl(runbook=rb, status=s): 0.0 for rb in ("patch", "restart", "probe") for s in FINAL_STATUSES}
+    checks = {lbl(runbook=rb, status=s): 0.0 for rb in ("patch", "restart", *["probe"] * probe)
+              for s in FINAL_STATUSES}
     checks[lbl(runbook="patch", status="succeeded")] = 1
     checks[lbl(runbook="restart", status="failed")] = 1
-    checks[lbl(runbook="probe", status="succeeded")] = 1
+    if probe:
+        runs[lbl(runbook="probe", status="succeeded", trigger="cli")] = 1
+        checks[lbl(runbook="probe", status="succeeded")] = 1
     return runs, checks
 
 
-def check_store_metrics(found: Samples, now: float, before: float, after: float) -> None:
-    runs, checks = expected_runs()
+def check_store_metrics(found: Samples, now: float, before: float, after: float, probe: bool = True) -> None:
+    runs, checks = expected_runs(probe)
     assert series(found, "opsflow_runs_total") == runs
     assert series(found, "opsflow_check_runs_total") == checks
-    assert series(found, "opsflow_runs_running") == {lbl(runbook="patch"): 2, lbl(runbook="restart"): 0,
-                                                     lbl(runbook="probe"): 0, lbl(runbook="backup-all"): 0}
+    running = {lbl(runbook="patch"): 2.0, lbl(runbook="restart"): 0.0, lbl(runbook="backup-all"): 0.0}
+    assert series(found, "opsflow_runs_running") == {**running, **({lbl(runbook="probe"): 0.0} if probe else {})}
     # patch: 0.5, 3, 45, 200, 4000, 10 — restart: 2, 9000, 60 — backup-all: 4990 (check-mode runs apart)
     bounds = [*(str(b) for b in DURATION_BUCKETS), "+Inf"]
     want = {"patch": [1, 2, 3, 3, 4, 4, 5, 5, 5, 5, 6, 6], "restart": [0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3],
@@ -193,8 +195,9 @@ def check_store_metrics(found: Samples, now: float, before: float, after: float)
     assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="patch"))] == 4258.5
     assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="restart"))] == 9062.0
     assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="backup-all"))] == pytest.approx(4990.0)
-    probe = [found[("opsflow_run_duration_seconds_bucket", lbl(runbook="probe", le=b))] for b in bounds]
-    assert probe[-1] == 1 and probe == sorted(probe)  # one real run, of a duration not known in advance
+    if probe:
+        real = [found[("opsflow_run_duration_seconds_bucket", lbl(runbook="probe", le=b))] for b in bounds]
+        assert real[-1] == 1 and real == sorted(real)  # one real run, of a duration not known in advance
     # backups: srv1 backed up 100 s before `now`, drilled (on srv3) 1000 s before; srv2 never backed up
     age = series(found, "opsflow_backup_age_seconds")
     assert set(age) == {lbl(name="srv1"), lbl(name="srv2")} and math.isinf(age[lbl(name="srv2")])
@@ -261,6 +264,31 @@ def test_a_store_that_cannot_be_read_exports_store_up_0(cli: Cli, filled: float,
     found = samples(target.read_text())
     assert found == {("opsflow_store_up", frozenset()): 0.0}
     promtool(target.read_text())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
+    if request.param == "sqlite":
+        s = SqlStore.connect(str(tmp_path / "s.db"))
+        yield s
+        s.close()
+        return
+    with pg_store_url() as url:
+        s = SqlStore.connect(url)
+        yield s
+        s.close()
+
+
+def test_the_collector_counts_alike_on_sqlite_and_postgresql(store: SqlStore) -> None:
+    now = time.time()
+    fill(store, now)
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store))
+    before = time.time()
+    text = generate_latest(registry).decode()
+    check_store_metrics(samples(text), now, before, time.time(), probe=False)
+    no_leak(samples(text), text)
+    promtool(text)
 
 
 def test_objectives_and_rollups_plug_into_the_collector(tmp_path: Path) -> None:

@@ -4,7 +4,8 @@ HTTP requests to ``/hooks/*`` are authenticated — a bearer token, or an HMAC-S
 in ``X-Opsflow-Signature: sha256=<hex>`` (``X-Hub-Signature-256`` is accepted too) — compared in
 constant time. A body over the limit, of the wrong type or shape is refused with the reason,
 and nothing of it is recorded or queued. No CORS headers are ever sent: browsers cannot post here.
-``/healthz`` and ``/metrics`` are open (they carry counts and rule names, never event data).
+``/healthz`` and ``/metrics`` are open (they carry counts and names — rules, runbooks, hosts and devices
+backed up, schedule entries — never event data, parameters or output).
 
 A body is framed by exactly one ``Content-Length`` of digits: a signed, non-numeric, repeated or
 conflicting one, or any ``Transfer-Encoding`` (chunked is not supported), is refused and the
