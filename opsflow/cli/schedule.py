@@ -96,10 +96,13 @@ def list_entries(schedules_dir: str | None, runbooks_dir: str | None, db: str | 
     now = datetime.now(UTC)
     rows = []
     for name, entry in sorted(sset.entries.items(), key=lambda kv: (-kv[1].spec.priority, kv[0])):
-        p95 = p95_duration(store, entry.runbook) if store is not None else None
+        report = entry.spec.report
+        p95 = p95_duration(store, entry.runbook) if store is not None and report is None else None
         slots = next_slots(entry, start=now, count=50, p95=p95) if entry.spec.enabled else []
         nxt = next((s for s in slots if s.start is not None), None)
-        rows.append({"name": name, "runbook": entry.runbook, "trigger": entry.trigger.describe(),
+        rows.append({"name": name, "runbook": entry.runbook if report is None else None, "does": entry.runbook,
+                     "report": report.model_dump(mode="json") if report is not None else None,
+                     "trigger": entry.trigger.describe(),
                      "enabled": entry.spec.enabled, "priority": entry.spec.priority,
                      "next": iso(nxt.start, entry.tz) if nxt and nxt.start else None,
                      "next_action": nxt.action if nxt else None,
@@ -119,7 +122,7 @@ def list_entries(schedules_dir: str | None, runbooks_dir: str | None, db: str | 
         table.add_column(col)
     for r in rows:
         when = "disabled" if not r["enabled"] else (r["next"] or "-") + (" (deferred)" if r["next_action"] == "defer" else "")
-        table.add_row(*(Text(safe(str(v))) for v in (r["name"], r["runbook"], r["trigger"], when,
+        table.add_row(*(Text(safe(str(v))) for v in (r["name"], r["does"], r["trigger"], when,
                                                       ", ".join(r["calendars"]) or "-", r["last_outcome"])))
     import sys
 
@@ -156,7 +159,7 @@ def next_(entry: str, from_: str | None, count: int, p95: str | None, schedules_
     else:
         from opsflow.schedule.history import p95_duration
 
-        store = _store(db)
+        store = _store(db) if e.spec.report is None else None  # a report's seconds never miss a window
         duration = p95_duration(store, e.runbook) if store is not None else None
         if store is not None:
             store.close()
@@ -164,6 +167,8 @@ def next_(entry: str, from_: str | None, count: int, p95: str | None, schedules_
     if as_json:
         click.echo(json.dumps([s.as_dict(e.tz) for s in slots], indent=2))
         return
+    if e.spec.report is not None:
+        click.echo(safe(f"{e.name}: {e.runbook} over the span before each slot"), err=True)
     for s in slots:
         d = s.as_dict(e.tz)
         extra = f" → {d['to']}" if d.get("to") else ""

@@ -3,7 +3,9 @@
 Each ``*.yaml``/``*.yml`` file holds ``calendars:`` and/or ``schedules:``; names are unique across the
 directory. Checked besides the shape: calendar names an entry lists exist, runbooks resolve (a name
 in the runbooks directory, or a path), params are params of the runbook, ``after`` entries exist and
-form no cycle, zones are IANA zones, cron and RRULE expressions are valid, ``.ics`` files read.
+form no cycle, zones are IANA zones, cron and RRULE expressions are valid, ``.ics`` files read. A
+report entry (``report:`` instead of ``runbook:``) names a calendar that exists as its ``hours`` and
+has a notify target that hears of ``succeeded`` (where its report goes).
 """
 
 from __future__ import annotations
@@ -124,7 +126,7 @@ def _restore_on_keys(tree: Any, lines: list[str]) -> None:
 # ---- pydantic errors at their place in the file ---------------------------------------------------
 _TYPE_PARTS = re.compile(r"[\[\(]|^(str|int|float|bool|dict|list|none|function-.*|lax-or-strict)$")
 _MODELS = {c.__name__ for c in (m.DateSpan, m.RecurrenceSpec, m.ScopeSpec, m.CalendarSpec, m.Misfire, m.After,
-                                m.Notify, m.EntrySpec, m.ScheduleFile)}
+                                m.Notify, m.ReportSpec, m.EntrySpec, m.ScheduleFile)}
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -134,9 +136,10 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
         top: dict[str, type[BaseModel]] = {"calendars": m.CalendarSpec, "schedules": m.EntrySpec}
         return top.get(str(loc[0]))
     if loc[0] == "schedules" and len(loc) in (3, 4):
-        subs: dict[str, type[BaseModel]] = {"misfire": m.Misfire, "after": m.After, "notify": m.Notify}
+        subs: dict[str, type[BaseModel]] = {"misfire": m.Misfire, "after": m.After, "notify": m.Notify,
+                                            "report": m.ReportSpec}
         sub = subs.get(str(loc[2]))
-        return sub if sub is not m.Misfire or len(loc) == 3 else None
+        return sub if sub not in (m.Misfire, m.ReportSpec) or len(loc) == 3 else None
     if loc[0] == "calendars" and len(loc) == 4 and loc[2] == "recurrences":
         return m.RecurrenceSpec
     return None
@@ -281,14 +284,43 @@ def _runbook_path(name: str, runbooks: Path, here: Path) -> Path | None:
 _TERMS = re.compile(r"[:,&!\s]+")
 
 
+def span_text(seconds: float) -> str:
+    """7d, 36h, 90m, 45s: the largest unit that divides ``seconds``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def report_label(report: m.ReportSpec) -> str:
+    """What a report entry does, where a runbook entry shows its runbook: ``report (html, 7d)``."""
+    scope = "".join(f", {k} {v}" for k, v in (("service", report.service), ("hours", report.hours)) if v)
+    return f"report ({report.format}, {span_text(report.since)}{scope})"
+
+
+def _check_report(item: _Item, calendars: dict[str, Calendar], problems: _Problems) -> None:
+    spec: m.EntrySpec = item.spec
+    assert spec.report is not None
+    if spec.report.hours is not None and spec.report.hours not in calendars:
+        problems.add(item, "schedules", ("report", "hours"), f"report hours: no calendar {spec.report.hours!r}"
+                     f"{_hint(spec.report.hours, calendars)}")
+    if not any("succeeded" in n.on or "any" in n.on for n in spec.notify):
+        problems.add(item, "schedules", ("notify",) if spec.notify else ("report",), "a report entry sends its "
+                     "report to the notify targets that hear of succeeded: add notify: [{to: …, on: [succeeded]}]",
+                     value=False)
+
+
 def _build_entry(item: _Item, calendars: dict[str, Calendar], runbooks: Path, problems: _Problems,
                  check_runbooks: bool) -> Entry:
     spec: m.EntrySpec = item.spec
     for i, name in enumerate(spec.calendars):
         if name not in calendars:
             problems.add(item, "schedules", ("calendars", i), f"no calendar {name!r}{_hint(name, calendars)}")
-    runbook_name, path_text, targets_text = spec.runbook, None, spec.limit or ""
-    if check_runbooks:
+    runbook_name, path_text, targets_text = spec.runbook or "", None, spec.limit or ""
+    if spec.report is not None:
+        runbook_name = report_label(spec.report)
+        _check_report(item, calendars, problems)
+    elif check_runbooks and spec.runbook is not None:
         path = _runbook_path(spec.runbook, runbooks, item.file.parent)
         if path is None:
             problems.add(item, "schedules", ("runbook",), f"runbook {spec.runbook!r} not found (a name in "
@@ -325,8 +357,9 @@ def _build_entry(item: _Item, calendars: dict[str, Calendar], runbooks: Path, pr
         trigger = EveryTrigger(spec.every, tzmod.to_utc(anchor, tzmod.zone(tz)) if anchor else EPOCH)
     targets = frozenset(t for t in _TERMS.split(targets_text) if t)
     listed = [calendars[n] for n in spec.calendars if n in calendars]
-    scoped = [c for c in calendars.values()
-              if c.scope is not None and c not in listed and c.scope.covers(runbook_name, targets)]
+    scoped = [c for c in calendars.values()  # a scope governs runs of runbooks: a report follows only its own
+              if c.scope is not None and c not in listed and spec.report is None
+              and c.scope.covers(runbook_name, targets)]
     line, _ = item.where("schedules")
     return Entry(name=spec.name, spec=spec, trigger=trigger, calendars=tuple(listed + scoped), runbook=runbook_name,
                  runbook_path=path_text, targets=targets, file=str(item.file), line=line)
@@ -408,4 +441,4 @@ def validate_schedules(path: str | Path, runbooks: str | Path | None = None) -> 
     return []
 
 
-__all__ = ["ScheduleSet", "find_schedule_files", "load_schedules", "validate_schedules"]
+__all__ = ["ScheduleSet", "find_schedule_files", "load_schedules", "report_label", "span_text", "validate_schedules"]

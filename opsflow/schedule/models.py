@@ -202,11 +202,52 @@ class Notify(_Model):
     on: list[NotifyEvent] = Field(default_factory=lambda: list[NotifyEvent](["failed"]))
 
 
+ReportFormat = Literal["html", "markdown", "csv", "json"]
+REPORT_SUFFIX: dict[str, str] = {"html": "html", "markdown": "md", "csv": "csv", "json": "json"}
+RUNBOOK_ONLY = ("params", "limit", "on_window_close")  # refused on a report entry: they mean nothing there
+
+
+class ReportSpec(_Model):
+    """A KPI report (``opsflow report``) over [slot − since, slot), sent to the entry's notify targets."""
+
+    since: Duration = Field(7 * 86400, description="the span reported, before the slot: 7d, 24h …")
+    service: str | None = Field(None, min_length=1, description="only this service (default: all)")
+    hours: Name | None = Field(None, description="measured within this calendar's open hours only")
+    format: ReportFormat = Field("html", description="the attached file: report.html, .md, .csv or .json")
+    title: str = Field("", description="the notification's title (default: 'opsflow report: ENTRY')")
+
+    @model_validator(mode="after")
+    def _span(self) -> ReportSpec:
+        if self.since <= 0:
+            raise ValueError("since must be more than 0")
+        return self
+
+
+def _entry_schema(schema: dict[str, Any], cls: type[Any]) -> None:
+    """Exactly one trigger and exactly one of runbook, report; a report entry has no runbook-only key."""
+    js.exactly_one(("cron", "rrule", "every"), null_is_absent=True, strip_null=True)(schema, cls)
+    when = schema.pop("oneOf")
+    js.exactly_one(("runbook", "report"), null_is_absent=True, strip_null=True)(schema, cls)
+    what = schema.pop("oneOf")
+    for branch in what:
+        if branch["required"] == ["report"]:
+            branch["not"] = {"anyOf": [{"required": [k]} for k in RUNBOOK_ONLY]}
+    schema["allOf"] = [{"oneOf": when}, {"oneOf": what}]
+
+
 class EntrySpec(_Model):
-    model_config = ConfigDict(json_schema_extra=js.exactly_one(("cron", "rrule", "every"), null_is_absent=True,
-                                                               strip_null=True))
+    """A schedule entry: a runbook run, or a KPI report sent (``report:``) at each slot.
+
+    A report entry takes the trigger, calendars, priority, misfire, concurrency, on_blackout, cutoff,
+    retry_in/retries, after and notify keys as a runbook entry does (its notify targets that hear of
+    ``succeeded`` receive the report); ``params``, ``limit`` and ``on_window_close`` are refused.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_entry_schema)
     name: Name
-    runbook: str = Field(min_length=1, description="a runbook name or path")
+    runbook: str | None = Field(None, min_length=1, description="a runbook name or path")
+    report: ReportSpec | None = Field(None, description="instead of a runbook: a KPI report, sent to the notify "
+                                                        "targets that hear of succeeded")
     description: str = ""
     enabled: bool = True
     cron: str | None = Field(None, description="5 fields: minute hour day-of-month month day-of-week")
@@ -234,6 +275,12 @@ class EntrySpec(_Model):
         given = [k for k in ("cron", "rrule", "every") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of cron, rrule, every" + (f" (got {', '.join(given)})" if given else ""))
+        if (self.runbook is None) == (self.report is None):
+            raise ValueError("give exactly one of runbook, report" + (" (got both)" if self.runbook else ""))
+        if self.report is not None:
+            refused = [k for k in RUNBOOK_ONLY if k in self.model_fields_set]
+            if refused:
+                raise ValueError(f"a report entry takes no {', '.join(refused)} (runbook entries only)")
         if self.cron is not None:
             triggers.check_cron(self.cron)
         if self.rrule is not None:
@@ -248,5 +295,5 @@ class ScheduleFile(_Model):
     schedules: list[EntrySpec] = Field(default_factory=list)
 
 
-__all__ = ["After", "CalendarSpec", "DateSpan", "EntrySpec", "Misfire", "Notify", "RecurrenceSpec",
-           "ScheduleFile", "ScopeSpec"]
+__all__ = ["REPORT_SUFFIX", "RUNBOOK_ONLY", "After", "CalendarSpec", "DateSpan", "EntrySpec", "Misfire", "Notify",
+           "RecurrenceSpec", "ReportSpec", "ScheduleFile", "ScopeSpec"]

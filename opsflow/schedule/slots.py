@@ -65,7 +65,7 @@ class Entry:
     spec: EntrySpec
     trigger: Trigger
     calendars: tuple[Calendar, ...] = ()
-    runbook: str = ""  # the runbook's name
+    runbook: str = ""  # the runbook's name; a report entry's label, "report (html, 7d)" (spec.report says more)
     runbook_path: str | None = None
     targets: frozenset[str] = frozenset()
     file: str = ""
@@ -74,6 +74,11 @@ class Entry:
     @property
     def tz(self) -> Any:
         return tzmod.zone(self.spec.timezone)
+
+    @property
+    def what(self) -> str:
+        """What a slot does, for people: ``runbook NAME``, or a report entry's ``report (html, 7d)``."""
+        return self.runbook if self.spec.report is not None else f"runbook {self.runbook}"
 
 
 @dataclass

@@ -8,7 +8,8 @@ to notification kinds::
 
 Contact names resolve in ``contacts`` (name → Apprise URLs) of the project file's ``[notify]`` table
 (``contacts = {ops-oncall = ["mailtos://…"]}``); its ``routes`` hear of every entry's events of their kinds. Sending happens on a
-small thread pool: a slow channel never delays a fire, and never fails one.
+small thread pool: a slow channel never delays a fire, and never fails one. A report entry's report is
+the exception: it is delivered in its fire's own thread (:meth:`Notices.deliver`), as its outcome.
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ class Notices:
             return None
         self._pending = [f for f in self._pending if not f.done()] + [future]
         return future
+
+    def deliver(self, entry: Entry, note: Notification, redactor: Redactor | None = None) -> list[Delivery] | None:
+        """``note`` (a scheduled report) to the entry's targets that hear of ``succeeded``, now, in the caller's
+        thread: the caller records what became of it. None: no target (none is a URL or a known contact)."""
+        router = self.router(entry, "succeeded")
+        if router is None:
+            return None
+        return router.send(note, redactor, self.timeout)
 
     def announce(self, kind: Kind, title: str, body: str = "", *, run_id: str | None = None,
                  reason: str | None = None, redactor: Redactor | None = None) -> cf.Future[list[Delivery]] | None:

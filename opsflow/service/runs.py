@@ -65,6 +65,7 @@ class Fire:
     outcome: str | None = None
     started_at: float | None = None
     attempt: int = 0  # retries of a failed slot (retry_in) so far
+    origin: float | None = None  # a retry's: the slot it tries again
 
 
 def _iso(ts: float, entry: Entry) -> str:
@@ -143,14 +144,14 @@ def _refuse(fire: Fire, store: Store, notices: Notices, reason: str, redactor: R
         store.update_fire(entry.name, original, outcome="skipped")
     log.info("%s %s: skipped (%s)", entry.name, _iso(fire.slot, entry), reason)
     notices.send(entry, "skipped", f"{entry.name}: the run of {_iso(fire.slot, entry)} is skipped",
-                 f"Schedule entry {entry.name} (runbook {entry.runbook}) does not run.\nReason: {reason}",
+                 f"Schedule entry {entry.name} ({entry.what}) does not run.\nReason: {reason}",
                  reason=reason, redactor=redactor)
 
 
 def run_fire(fire: Fire, store: Store, config: RunConfig, notices: Notices) -> None:
     """Plan and run a fired slot; record its outcome (and on the slots deferred to it); notify."""
     entry, spec = fire.entry, fire.entry.spec
-    request = RunRequest(runbook=entry.runbook_path or spec.runbook, params=dict(spec.params),
+    request = RunRequest(runbook=entry.runbook_path or spec.runbook or entry.runbook, params=dict(spec.params),
                          inventory=config.inventory, limit=spec.limit, trigger="schedule",
                          started_by=f"schedule:{entry.name}", check=config.check,
                          windows_checked=True)  # the slot logic decided it against the entry's calendars

@@ -14,6 +14,9 @@ passed while none ran (after the entry's last record, and holes within the misfi
 the misfire policy (``misfire: {grace, catchup}``: ``latest`` fires the newest within the grace and
 coalesces the others, ``all`` fires each, ``none`` fires none; older ones are ``missed``).
 
+A report entry's fired slot sends a KPI report instead of running a runbook
+(:func:`opsflow.service.reports.send_report`), recorded the same way.
+
 Time comes from ``clock`` (``time.time`` by default): tests drive :meth:`Scheduler.tick` with their own.
 """
 
@@ -37,6 +40,7 @@ from opsflow.schedule.loader import ScheduleSet
 from opsflow.schedule.policies import dependency_decision, misfired_runs
 from opsflow.schedule.slots import Entry, decide, open_time
 from opsflow.service.notifications import Notices
+from opsflow.service.reports import send_report
 from opsflow.service.runs import Fire, RunConfig, close_window, run_fire
 from opsflow.store.base import Store
 
@@ -84,7 +88,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._heap: list[tuple[float, int, str]] = []     # (next fire, -priority, entry)
         self._deferred: dict[tuple[str, float], list[float]] = {}  # (entry, to) → the slots deferred there
-        self._retries: dict[tuple[str, float], tuple[int, str]] = {}  # (entry, at) → (attempt, why): retry_in
+        self._retries: dict[tuple[str, float], tuple[int, str, float]] = {}  # (entry, at) → (attempt, why, slot)
         self._held: list[_Held] = []
         self._running: list[Fire] = []
         self._p95: dict[str, tuple[float, float | None]] = {}
@@ -104,7 +108,7 @@ class Scheduler:
     def _skip(self, entry: Entry, slot: float, reason: str, event: str = "skipped") -> None:
         if self._claim(entry, slot, "skipped", reason):
             self.notices.send(entry, event, f"{entry.name}: the run of {iso(slot, entry)} is skipped",
-                              f"Schedule entry {entry.name} (runbook {entry.runbook}) does not run at "
+                              f"Schedule entry {entry.name} ({entry.what}) does not run at "
                               f"{iso(slot, entry)}.\nReason: {reason}\n{self._next_text(entry, slot)}", reason=reason)
 
     def _next_text(self, entry: Entry, slot: float) -> str:
@@ -200,7 +204,7 @@ class Scheduler:
                     self.store.update_fire(entry.name, original, outcome=decision)
         if missed:
             self.notices.send(entry, "misfired", f"{entry.name}: {len(missed)} slot(s) missed",
-                              f"Schedule entry {entry.name} (runbook {entry.runbook}) did not run at "
+                              f"Schedule entry {entry.name} ({entry.what}) did not run at "
                               f"{', '.join(iso(t, entry) for t in missed[-10:])}: no scheduler ran then; "
                               f"misfire policy: {policy}.", reason="missed")
 
@@ -211,13 +215,15 @@ class Scheduler:
 
     # ---- one slot ----------------------------------------------------------------------------------------
     def p95(self, entry: Entry, now: float) -> float | None:
+        if entry.spec.report is not None:
+            return None  # a report takes seconds: no window is too short for it
         cached = self._p95.get(entry.runbook)
         if cached is None or now - cached[0] > P95_TTL:
             cached = self._p95[entry.runbook] = (now, p95_duration(self.store, entry.runbook))
         return cached[1]
 
     def _slot(self, entry: Entry, t: float, now: float, note: str = "", deferred_from: Iterable[float] = (),
-              attempt: int = 0) -> None:
+              attempt: int = 0, origin: float | None = None) -> None:
         """Decide the slot of ``entry`` at ``t``: skip, defer, or run (when dependencies and concurrency allow)."""
         deferred_from = list(deferred_from)
         s = decide(entry, at(t), open_time(entry.calendars, at(t)), _td(self.p95(entry, now)))
@@ -232,7 +238,7 @@ class Scheduler:
             if self._claim(entry, t, "deferred", reason, deferred_to=to):
                 self._deferred.setdefault((entry.name, to), []).append(t)
                 self.notices.send(entry, "deferred", f"{entry.name}: the run of {iso(t, entry)} moves to "
-                                  f"{iso(to, entry)}", f"Schedule entry {entry.name} (runbook {entry.runbook}) "
+                                  f"{iso(to, entry)}", f"Schedule entry {entry.name} ({entry.what}) "
                                   f"is rescheduled from {iso(t, entry)} to {iso(to, entry)}.\nReason: {reason}",
                                   reason=reason)
             return
@@ -241,7 +247,7 @@ class Scheduler:
             self._skip(entry, t, f"{reason}; its window closed at {iso(window_end, entry)} before it could start")
             return
         held = _Held(Fire(entry=entry, slot=t, reason=reason, window_end=window_end, deferred_from=deferred_from,
-                          attempt=attempt))
+                          attempt=attempt, origin=origin))
         if not self._gate(held, now):
             self._held.append(held)
 
@@ -315,7 +321,10 @@ class Scheduler:
 
     def _run(self, fire: Fire) -> None:
         try:
-            run_fire(fire, self.store, self.config, self.notices)
+            if fire.entry.spec.report is not None:
+                send_report(fire, self.store, self.notices, str(self.schedules.directory), self.clock())
+            else:
+                run_fire(fire, self.store, self.config, self.notices)
         except Exception as exc:  # noqa: BLE001 - the loop and other runs go on; the record says what happened
             log.error("%s %s: the run could not be completed: %s: %s", fire.entry.name, iso(fire.slot, fire.entry),
                       type(exc).__name__, exc)
@@ -336,14 +345,16 @@ class Scheduler:
         if spec.retry_in is None or fire.outcome not in ("failed", "partial") or fire.attempt >= spec.retries:
             return
         when = self.clock() + spec.retry_in
-        why = (f"retry {fire.attempt + 1} of {spec.retries} after run {fire.run_id} of {iso(fire.slot, fire.entry)} "
+        run = f"run {fire.run_id}" if spec.report is None else "the report"
+        why = (f"retry {fire.attempt + 1} of {spec.retries} after {run} of {iso(fire.slot, fire.entry)} "
                f"{fire.outcome} (retry_in {_dur(spec.retry_in)})")
-        self._retries[(fire.entry.name, when)] = (fire.attempt + 1, why)
+        origin = fire.origin if fire.origin is not None else fire.slot
+        self._retries[(fire.entry.name, when)] = (fire.attempt + 1, why, origin)
         log.info("%s: %s, at %s", fire.entry.name, why, iso(when, fire.entry))
-        self.notices.send(fire.entry, "deferred", f"{fire.entry.name}: run {fire.run_id} {fire.outcome}, retried at "
-                          f"{iso(when, fire.entry)}", f"Schedule entry {fire.entry.name} (runbook "
-                          f"{fire.entry.runbook}): run {fire.run_id} {fire.outcome}; {why}.", run_id=fire.run_id,
-                          reason=why)
+        run_id = fire.run_id if spec.report is None else None
+        self.notices.send(fire.entry, "deferred", f"{fire.entry.name}: {run} {fire.outcome}, retried at "
+                          f"{iso(when, fire.entry)}", f"Schedule entry {fire.entry.name} ({fire.entry.what}): "
+                          f"{run} {fire.outcome}; {why}.", run_id=run_id, reason=why)
 
     # ---- the loop ----------------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> float:
@@ -372,11 +383,11 @@ class Scheduler:
                 self._push(entry, times[-1])
             for t, _, name, origins in sorted(due, key=lambda d: (d[0], d[1])):
                 self._slot(self.entries[name], t, now, deferred_from=origins)
-            for (name, t), (attempt, why) in sorted(self._retries.items(), key=lambda r: r[0][1]):
+            for (name, t), (attempt, why, origin) in sorted(self._retries.items(), key=lambda r: r[0][1]):
                 if t <= now:
                     del self._retries[(name, t)]
                     if name in self.entries:
-                        self._slot(self.entries[name], t, now, note=why, attempt=attempt)
+                        self._slot(self.entries[name], t, now, note=why, attempt=attempt, origin=origin)
             return self._next_due(now)
 
     def reload(self, schedules: ScheduleSet) -> None:
