@@ -32,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "inventory": ("opsflow.cli.inventory", "inventory", "Hosts, variables and groups of an inventory, as Ansible sees them."),
     "schedule": ("opsflow.cli.schedule", "schedule", "The operations schedule: list, next slots, log of fire decisions, forecast."),
     "calendar": ("opsflow.cli.schedule", "calendar", "Maintenance windows and blackouts: check one at an instant."),
+    "report": ("opsflow.cli.report", "report", "KPIs against service levels: terminal, HTML, Markdown, CSV, JSON."),
+    "slo": ("opsflow.cli.slo", "slo", "Service levels: list, status, Prometheus rules, OpenSLO import and export."),
+    "metrics": ("opsflow.cli.metrics_cmd", "metrics", "Run metrics from the store in the Prometheus text format."),
+    "review": ("opsflow.cli.review", "review", "Lessons learned: reviews of runs and events, with action items."),
 }
 
 
