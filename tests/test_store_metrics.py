@@ -184,16 +184,18 @@ def check_store_metrics(found: Samples, now: float, before: float, after: float,
     assert series(found, "opsflow_check_runs_total") == checks
     running = {lbl(runbook="patch"): 2.0, lbl(runbook="restart"): 0.0, lbl(runbook="backup-all"): 0.0}
     assert series(found, "opsflow_runs_running") == {**running, **({lbl(runbook="probe"): 0.0} if probe else {})}
-    # patch: 0.5, 3, 45, 200, 4000, 10 — restart: 2, 9000, 60 — backup-all: 4990 (check-mode runs apart)
+    # succeeded runs only (check-mode runs apart): patch 0.5, 3, 45, 4000 (not the failed 200 s, nor the
+    # partial 10 s) — restart 2, 60 (not the canceled 9000 s) — backup-all 4990
     bounds = [*(str(b) for b in DURATION_BUCKETS), "+Inf"]
-    want = {"patch": [1, 2, 3, 3, 4, 4, 5, 5, 5, 5, 6, 6], "restart": [0, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3],
-            "backup-all": [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1]}
+    succeeded = {"patch": [0.5, 3.0, 45.0, 4000.0], "restart": [2.0, 60.0], "backup-all": [4990.0]}
+    want = {rb: [sum(d <= b for d in ds) for b in DURATION_BUCKETS] + [len(ds)] for rb, ds in succeeded.items()}
+    assert want["restart"][:8] == [0, 1, 1, 1, 1, 1, 2, 2]  # 60 s on the 60 s bound: counted in it (le is ≤)
     for runbook, counts in want.items():
         got = [found[("opsflow_run_duration_seconds_bucket", lbl(runbook=runbook, le=b))] for b in bounds]
         assert got == counts, runbook
         assert found[("opsflow_run_duration_seconds_count", lbl(runbook=runbook))] == counts[-1]
-    assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="patch"))] == 4258.5
-    assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="restart"))] == 9062.0
+    assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="patch"))] == 4048.5
+    assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="restart"))] == 62.0
     assert found[("opsflow_run_duration_seconds_sum", lbl(runbook="backup-all"))] == pytest.approx(4990.0)
     if probe:
         real = [found[("opsflow_run_duration_seconds_bucket", lbl(runbook="probe", le=b))] for b in bounds]
@@ -212,8 +214,8 @@ def check_store_metrics(found: Samples, now: float, before: float, after: float,
                   lbl(entry="weekly", decision="missed"): 1})
     assert series(found, "opsflow_schedule_slots_total") == slots
     assert series(found, "opsflow_remediations_total") == {  # queued and started: not final yet
-        lbl(rule="disk-full", outcome="finished"): 1, lbl(rule="disk-full", outcome="suppressed"): 1,
-        lbl(rule="disk-full", outcome="canceled"): 1}
+        lbl(rule="disk-full", outcome="remediated"): 0, lbl(rule="disk-full", outcome="failed"): 1,
+        lbl(rule="disk-full", outcome="suppressed"): 1, lbl(rule="disk-full", outcome="canceled"): 1}
     assert found[("opsflow_store_up", frozenset())] == 1
 
 
@@ -438,7 +440,7 @@ def test_daemon_serves_its_metrics_and_the_stores_from_one_registry(daemon: tupl
     assert len(types) == len(set(types)), "a metric family exported twice"
     assert found[("opsflow_runs_total", lbl(runbook="quick", status="succeeded", trigger="event"))] == 1
     assert found[("opsflow_runs_total", lbl(runbook="quick", status="failed", trigger="event"))] == 0
-    assert found[("opsflow_remediations_total", lbl(rule="quick", outcome="finished"))] == 1
+    assert found[("opsflow_remediations_total", lbl(rule="quick", outcome="remediated"))] == 1
     assert found[("opsflow_run_duration_seconds_count", lbl(runbook="quick"))] == 1
     assert found[("opsflow_runs_started_total", lbl(rule="quick"))] == 1
     assert found[("opsflow_runs_finished_total", lbl(rule="quick", status="succeeded"))] == 1
@@ -446,3 +448,29 @@ def test_daemon_serves_its_metrics_and_the_stores_from_one_registry(daemon: tupl
     assert series(found, "opsflow_runs_running") == {frozenset(): 0}  # the daemon's own gauge, unlabelled
     assert not any(n.endswith("_created") for n, _ in found)
     assert d.stop() == 0
+
+
+def test_counts_from_rollups_equal_counts_from_every_run(tmp_path: Path) -> None:
+    """The roll-up path (days rolled, then the runs after them) against one aggregate over all runs."""
+    from opsflow.reports.metrics import rollup_counts, run_counts
+
+    store = SqlStore.connect(str(tmp_path / "r.db"))
+    now = time.time()
+    fill(store, now)
+    store.create_run(RunRecord(id="today", runbook="patch", runbook_path="/rb/patch.yaml", runbook_hash="h2", params={},
+                               trigger="cli", started_by="ops", started_at=now - 60))
+    store.finish_run("today", RunStatus.SUCCEEDED, now - 30, {})
+
+    def merged(rows: list[RunCount]) -> dict[tuple[str, str, str, bool], tuple[int, int, float, tuple[int, ...]]]:
+        out: dict[tuple[str, str, str, bool], tuple[int, int, float, tuple[int, ...]]] = {}
+        for r in rows:
+            c, t, s, b = out.get((r.runbook, r.status, r.trigger, r.check_mode), (0, 0, 0.0, (0,) * len(r.buckets)))
+            out[(r.runbook, r.status, r.trigger, r.check_mode)] = (
+                c + r.count, t + r.timed, round(s + r.duration_sum, 6), tuple(x + y for x, y in zip(b, r.buckets, strict=True)))
+        return out
+
+    plain = merged(run_counts(store))
+    rolled = merged(rollup_counts(store))
+    assert store._exec("SELECT COUNT(*) FROM rollup_days")[0][0] > 0  # days were rolled up
+    assert rolled == plain
+    store.close()

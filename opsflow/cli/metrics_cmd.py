@@ -38,12 +38,13 @@ def write_atomically(path: Path, data: bytes) -> None:
                    "/var/lib/node_exporter/textfile/opsflow.prom; default: standard output")
 def metrics(db: str | None, output: str | None) -> None:
     """Run metrics from the store in the Prometheus text format: runs by status and trigger, durations,
-    runs in progress, backup and drill ages, schedule slots, remediations. When the store cannot be
+    runs in progress, backup and drill ages, schedule slots, remediations, and the service levels of
+    the services directory (target, attainment, met, budget left). When the store cannot be
     read, only opsflow_store_up 0 is written, and the exit code is 2 (as for any store error)."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.exposition import generate_latest
 
-    from opsflow.reports.metrics import StoreCollector
+    from opsflow.reports.metrics import StoreCollector, service_levels
     from opsflow.store import open_store
     from opsflow.store.sql import SqlStore
 
@@ -52,7 +53,7 @@ def metrics(db: str | None, output: str | None) -> None:
         if not isinstance(store, SqlStore):
             raise UsageError(f"store {store.url}: metrics need an SQL store")
         registry = CollectorRegistry()
-        collector = StoreCollector(store)
+        collector = StoreCollector(store, objectives=lambda: service_levels(store))
         registry.register(collector)
         data = generate_latest(registry)
     finally:

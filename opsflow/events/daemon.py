@@ -30,7 +30,7 @@ from opsflow.notify import Kind
 from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan, resolve_params
 from opsflow.proc import process_alive, process_start
 from opsflow.redact import Redactor
-from opsflow.reports.metrics import StoreCollector
+from opsflow.reports.metrics import StoreCollector, service_levels
 from opsflow.results import RunError, RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
 from opsflow.service.notifications import Notices
@@ -138,7 +138,8 @@ class Daemon:
         # the store's run metrics on the same /metrics; opsflow_runs_running stays the daemon's own
         self.store_metrics: StoreCollector | None = None
         if isinstance(store, SqlStore):
-            self.store_metrics = StoreCollector(store, exclude=("opsflow_runs_running",))
+            self.store_metrics = StoreCollector(store, exclude=("opsflow_runs_running",),
+                                                objectives=lambda: service_levels(store))
             self.metrics.register(self.store_metrics)
 
     # ---- rules -----------------------------------------------------------------------

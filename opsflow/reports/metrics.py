@@ -6,13 +6,16 @@
   ``opsflow_check_runs_total{runbook,status}``). Only final statuses are counted: a run that is still
   ``running`` or ``waiting`` is in the ``opsflow_runs_running{runbook}`` gauge, and enters the counter
   once, when it ends (a counter whose ``status="running"`` series went down would read as a reset);
-- ``opsflow_run_duration_seconds{runbook}`` — histogram of finished runs' durations (check mode apart);
+- ``opsflow_run_duration_seconds{runbook}`` — histogram of the durations of succeeded runs (check mode
+  apart), in the buckets that ``duration`` objectives name (``opsflow.slo.models.DURATION_BOUNDS``), so
+  ``le="300.0"`` over ``_count`` is exactly the SLI of "95% within 5m" that the reports compute;
 - ``opsflow_backup_age_seconds``, ``opsflow_backup_drill_rto_seconds``, ``opsflow_backup_drill_age_seconds``
   and ``opsflow_backup_drill_rpo_seconds`` ``{name}`` — what ``opsflow backup report`` shows
   (``opsflow.reports.backups``); an age of ``+Inf`` means never;
 - ``opsflow_schedule_slots_total{entry,decision}`` — the scheduler's decisions (table schedule_fires);
-- ``opsflow_remediations_total{rule,outcome}`` — the daemon's decisions that are final
-  (``finished``, ``suppressed``, ``canceled``: a ``queued`` or ``started`` one is not counted yet);
+- ``opsflow_remediations_total{rule,outcome}`` — the daemon's decisions that are final:
+  ``remediated`` (the run succeeded), ``failed`` (it ran and did not), ``suppressed``, ``canceled``
+  (a ``queued`` or ``started`` one is not counted yet);
 - ``opsflow_objective_target|attainment|met|budget_remaining{service,objective,runbook}`` — from the
   ``objectives`` callable, when given;
 - ``opsflow_store_up`` — 1, or 0 when the store could not be read (then no store family is exported).
@@ -22,9 +25,11 @@ decision of every entry, every final outcome of every rule), so series do not ap
 first increment. Label values are names, statuses, triggers, decisions and outcomes — never event
 data, parameters or output.
 
-The run counts come from :func:`run_counts` — one aggregate over the ``runs`` table. The
-``query_rollups`` argument replaces it (the daily roll-up tables ``run_rollups`` keep counts of runs
-whose rows were pruned): any callable taking the store and returning :class:`RunCount` rows.
+The run counts come from :func:`rollup_counts`: the daily roll-ups (``run_rollups``, made as days
+end) for every rolled day, and one aggregate over the ``runs`` of the days after them — so a scrape
+of a store of millions of runs reads a few thousand roll-up rows and a day of runs.
+:func:`run_counts` is the plain aggregate over every run; ``query_rollups`` takes any callable
+returning :class:`RunCount` rows.
 """
 
 from __future__ import annotations
@@ -46,22 +51,23 @@ from prometheus_client.metrics_core import (
 from opsflow.errors import OpsflowError, StoreError
 from opsflow.reports.backups import backup_status
 from opsflow.results import RunStatus
+from opsflow.slo.models import DURATION_BOUNDS
 from opsflow.store.schedule import FIRE_DECISIONS
 from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.metrics")
 
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)  # +Inf added
+DURATION_BUCKETS = DURATION_BOUNDS  # +Inf added
 IN_PROGRESS = (str(RunStatus.RUNNING), str(RunStatus.WAITING))
 FINAL_STATUSES = tuple(str(s) for s in RunStatus if str(s) not in IN_PROGRESS)
-FINAL_OUTCOMES = ("finished", "suppressed", "canceled")
+FINAL_OUTCOMES = ("remediated", "failed", "suppressed", "canceled")
 OBJECTIVE_LABELS = ("service", "objective", "runbook")
 Objectives = Callable[[], list[dict[str, Any]]]
 
 HELP: dict[str, str] = {
     "opsflow_runs_total": "Finished runs, by runbook, final status and trigger (check-mode runs excluded).",
     "opsflow_check_runs_total": "Finished check-mode (dry) runs, by runbook and final status.",
-    "opsflow_run_duration_seconds": "Durations of finished runs, by runbook (check-mode runs excluded).",
+    "opsflow_run_duration_seconds": "Durations of succeeded runs, by runbook (check-mode runs excluded).",
     "opsflow_runs_running": "Runs in progress (running or waiting for approval), by runbook.",
     "opsflow_backup_age_seconds": "Seconds since the last successful backup (+Inf: never).",
     "opsflow_backup_drill_rto_seconds": "Restore time measured by the last restore drill.",
@@ -105,14 +111,66 @@ def query(store: SqlStore, sql: str) -> list[tuple[Any, ...]]:
         raise StoreError(f"store {store.url}: {type(exc).__name__}: {exc}") from exc
 
 
-def run_counts(store: SqlStore) -> list[RunCount]:
-    """One aggregate over the runs table: a row per (runbook, status, trigger, check_mode)."""
+def run_counts(store: SqlStore, since: float | None = None) -> list[RunCount]:
+    """One aggregate over the runs (started at ``since`` or later): a row per (runbook, status,
+    trigger, check_mode)."""
     buckets = ", ".join(f"SUM(CASE WHEN duration <= {b!r} THEN 1 ELSE 0 END)" for b in DURATION_BUCKETS)
+    where = f"WHERE started_at >= {float(since)!r} " if since is not None else ""
     rows = query(store, "SELECT runbook, status, COALESCE(trigger, ''), COALESCE(check_mode, 0), COUNT(*), "
-                        f"COUNT(duration), COALESCE(SUM(duration), 0), {buckets} FROM runs "
+                        f"COUNT(duration), COALESCE(SUM(duration), 0), {buckets} FROM runs {where}"
                         "GROUP BY runbook, status, COALESCE(trigger, ''), COALESCE(check_mode, 0)")
     return [RunCount(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), int(r[4]), int(r[5]), float(r[6]),
                      tuple(int(n or 0) for n in r[7:])) for r in rows]
+
+
+def rollup_counts(store: SqlStore) -> list[RunCount]:
+    """Run counts from the daily roll-ups (rolling up the days that ended first) and the runs after them."""
+    import json
+
+    from opsflow.reports.rollup import DAY, day_start, roll_up
+
+    try:
+        roll_up(store)
+    except StoreError as exc:  # a store opened read-only: count from the runs themselves
+        log.warning("metrics: no roll-up: %s", exc)
+    last = query(store, "SELECT MAX(day) FROM rollup_days")[0][0]
+    if last is None:
+        return run_counts(store)
+    acc: dict[tuple[str, str, str, bool], list[Any]] = {}
+    for runbook, status, trigger, check, n, sketch in query(
+            store, "SELECT runbook, status, trigger, check_mode, runs, sketch FROM run_rollups"):
+        data = json.loads(sketch)
+        key = (str(runbook), str(status), str(trigger), bool(check))
+        row = acc.setdefault(key, [0, 0, 0.0, [0] * len(DURATION_BUCKETS)])
+        row[0] += int(n)
+        row[1] += int(data["n"])
+        row[2] += float(data["t"])
+        row[3] = [a + b for a, b in zip(row[3], data["b"], strict=True)]
+    out = [RunCount(rb, st, tr, ck, c, timed, total, tuple(_cumulative(b))) for (rb, st, tr, ck), (c, timed, total, b)
+           in acc.items()]
+    return out + run_counts(store, since=day_start(str(last)) + DAY)
+
+
+def service_levels(store: SqlStore) -> list[dict[str, Any]]:
+    """Every objective of the services directory in force, each over its own window ending now, in the
+    shape of the ``objectives`` callable (none without a services directory)."""
+    from opsflow.reports.kpi import objective_status
+    from opsflow.slo.loader import load_configured
+
+    services = load_configured()
+    if not services.services:
+        return []
+    return [{"service": r["service"], "objective": r["name"], "runbook": "", "target": r["target"],
+             "actual": r["actual"], "met": r["met"], "budget_remaining": r["budget_remaining"]}
+            for r in objective_status(store, services, None, time.time())]
+
+
+def _cumulative(counts: list[int]) -> list[int]:
+    out, acc = [], 0
+    for n in counts:
+        acc += n
+        out.append(acc)
+    return out
 
 
 def _family(name: str, labels: Iterable[str]) -> Metric:
@@ -143,7 +201,7 @@ class StoreCollector:
                  exclude: Iterable[str] = (), clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.objectives = objectives  # service levels, evaluated when collected (opsflow.reports.objectives)
-        self.query_runs: Callable[[SqlStore], Iterable[RunCount]] = query_rollups or run_counts
+        self.query_runs: Callable[[SqlStore], Iterable[RunCount]] = query_rollups or rollup_counts
         self.exclude = frozenset(exclude)  # families another collector of the registry exports
         unknown = self.exclude - set(NAMES)
         if unknown:
@@ -191,6 +249,8 @@ class StoreCollector:
                 total.setdefault((c.runbook, status, c.trigger), 0.0)
             total[(c.runbook, c.status, c.trigger)] = total.get((c.runbook, c.status, c.trigger), 0.0) + c.count
             h = hist.setdefault(c.runbook, [0.0] * (len(DURATION_BUCKETS) + 2))
+            if c.status != "succeeded":
+                continue
             for i, below in enumerate(c.buckets):
                 h[i] += below
             h[-2] += c.timed
@@ -235,13 +295,15 @@ class StoreCollector:
         return [_counter("opsflow_schedule_slots_total", counts)]
 
     def _remediations(self) -> list[Metric]:
-        marks = ", ".join(f"'{o}'" for o in FINAL_OUTCOMES)
         counts: dict[tuple[str, ...], float] = {}
-        for rule, outcome, n in query(self.store, "SELECT rule, outcome, COUNT(*) FROM event_actions "
-                                                  f"WHERE outcome IN ({marks}) GROUP BY rule, outcome"):
+        for rule, outcome, run_status, n in query(
+                self.store, "SELECT rule, outcome, run_status, COUNT(*) FROM event_actions WHERE outcome IN "
+                            "('finished', 'suppressed', 'canceled') GROUP BY rule, outcome, run_status"):
             for known in FINAL_OUTCOMES:
                 counts.setdefault((str(rule), known), 0.0)
-            counts[(str(rule), str(outcome))] = float(n)
+            if outcome == "finished":
+                outcome = "remediated" if run_status == "succeeded" else "failed"
+            counts[(str(rule), str(outcome))] += float(n)
         return [_counter("opsflow_remediations_total", counts)]
 
     def _objectives(self) -> list[Metric]:
