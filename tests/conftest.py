@@ -55,14 +55,17 @@ def _lab_name() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def no_schedules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The repository's example schedules/ govern no test run (their blackouts follow the calendar date):
-    a test that wants maintenance windows points OPSFLOW_SCHEDULES at its own directory."""
-    old = os.environ.get("OPSFLOW_SCHEDULES")
+    a test that wants maintenance windows points OPSFLOW_SCHEDULES at its own directory. The same for
+    the example services/ (their operational hours are calendars of schedules/): OPSFLOW_SERVICES."""
+    old = {k: os.environ.get(k) for k in ("OPSFLOW_SCHEDULES", "OPSFLOW_SERVICES")}
     os.environ["OPSFLOW_SCHEDULES"] = str(tmp_path_factory.mktemp("no-schedules") / "none")
+    os.environ["OPSFLOW_SERVICES"] = str(tmp_path_factory.mktemp("no-services") / "none")
     yield
-    if old is None:
-        os.environ.pop("OPSFLOW_SCHEDULES", None)
-    else:
-        os.environ["OPSFLOW_SCHEDULES"] = old
+    for key, value in old.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

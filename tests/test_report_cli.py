@@ -115,3 +115,20 @@ def test_bad_input_is_a_clear_error(bare: Cli, args: tuple[str, ...], message: s
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_breached_objective_is_due_for_a_review_until_one_is_opened(cli: Cli, tmp_path: Path) -> None:
+    runs = [cli.run_json(str(tmp_path / "runbooks" / "flaky.yaml"), rc=1)["id"] for _ in range(2)]
+    due = json.loads(cli.run("review", "list", "--due", "--json", check_rc=0).stdout)
+    breaches = [d for d in due if d["kind"] == "breach"]
+    assert [(d["service"], d["objective"], d["runbook"]) for d in breaches] == [("house", "ok", "flaky")]
+    report = json.loads(cli.run("report", "--format", "json", check_rc=0).stdout)
+    assert [d["objective"] for d in report["reviews_due"] if d["kind"] == "breach"] == ["ok"]
+    review = cli.run("review", "new", runs[-1], "--title", "flaky fails on h2", "--by", "alice", check_rc=0).stdout.strip()
+    cli.run("review", "edit", review, "--action", "fix h2", "--owner", "bob", "--due", "2027-01-10", check_rc=0)
+    due = json.loads(cli.run("review", "list", "--due", "--json", check_rc=0).stdout)
+    assert not [d for d in due if d["kind"] == "breach"]
+    report = json.loads(cli.run("report", "--format", "json", check_rc=0).stdout)
+    flaky = next(r for r in report["runbooks"] if r["name"] == "flaky")
+    assert flaky["lessons"] == {"open_reviews": 1, "open_actions": 1}
+    assert [r["id"] for r in report["reviews"]] == [review]

@@ -84,6 +84,23 @@ def new(ref: str, title: str | None, by: str | None, db: str | None) -> None:
     click.echo(created["id"])
 
 
+def _due(store: Any, since: float, runbook: str | None) -> list[dict[str, Any]]:
+    """What is due: failed remediations and window overrides, and — with a services directory — the
+    objectives breached since then (as the KPI report finds them)."""
+    from opsflow.slo.loader import load_configured
+
+    if not load_configured().services:
+        from opsflow.reviews.due import find_due
+
+        return find_due(store, since=since, runbook=runbook)
+    import time
+
+    from opsflow.reports.kpi import build_report
+
+    items: list[dict[str, Any]] = build_report(store, since, time.time())["reviews_due"]
+    return [d for d in items if runbook is None or d.get("runbook") == runbook]
+
+
 @review.command("list")
 @click.option("--state", type=click.Choice(["open", "closed", "all"]), default="open", show_default=True)
 @click.option("--runbook", default=None, help="only reviews of this runbook (its name)")
@@ -96,9 +113,7 @@ def list_cmd(state: str, runbook: str | None, due: bool, since: str, as_json: bo
     store = _store(db)
     try:
         if due:
-            from opsflow.reviews.due import find_due
-
-            items = find_due(store, since=parse_since(since), runbook=runbook)
+            items = _due(store, parse_since(since), runbook)
         else:
             rows = store.list_reviews(state=None if state == "all" else state, runbook=runbook)
     finally:

@@ -242,6 +242,33 @@ def objective_status(store: Any, services: ServiceSet, service: str | None, now:
     return out
 
 
+def _lessons(store: Any, since: float, objectives: list[dict[str, Any]],
+             runbooks: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Open reviews and what is due for one (failed remediations, window overrides, breached
+    objectives — each breach charged to the runbook of the objective that did worst); each runbook's
+    entry gets its ``lessons``."""
+    from opsflow.reviews.due import find_due
+    from opsflow.reviews.summary import open_lessons_summary
+
+    lessons, rows = open_lessons_summary(store)
+    by_name = {r["name"]: r for r in runbooks}
+    for r in runbooks:
+        r["lessons"] = lessons.get(r["name"], {"open_reviews": 0, "open_actions": 0})
+    breaches = []
+    for o in objectives:
+        if o["met"] or o["actual"] is None:
+            continue
+        ran = [by_name[n] for n in o["runbooks"] if n in by_name and by_name[n]["runs"]]
+        worst = min(ran, key=lambda r: r["success_rate"] if r["success_rate"] is not None else 1.0)["name"] \
+            if ran else (o["runbooks"][0] if o["runbooks"] else None)
+        breaches.append({"runbook": worst, "service": o["service"], "objective": o["name"], "actual": o["actual"],
+                         "target": o["target"], "at": since})
+    due = find_due(store, since=since, breaches=breaches)
+    for d in due:
+        d["at"] = iso(d["at"]) if isinstance(d.get("at"), int | float) else d.get("at")
+    return rows, due
+
+
 def build_report(store: Any, since: float, until: float, service: str | None = None, hours: str | None = None,
                  services: ServiceSet | None = None, schedules: str | None = None, now: float | None = None,
                  roll: bool = True) -> dict[str, Any]:
@@ -288,6 +315,7 @@ def build_report(store: Any, since: float, until: float, service: str | None = N
                 for n in sorted(names)]
     entries = (set().union(*(set(s.schedules) or {e for e, rb in entry_runbooks.items() if rb in (scope or set())}
                              for s in chosen)) if service else None)
+    reviews, due = _lessons(store, since, objectives, runbooks)
     finished = sum(rb.finished for rb in agg.runbooks.values())
     succeeded = sum(rb.statuses["succeeded"] for rb in agg.runbooks.values())
     totals = {"runs": sum(r["runs"] for r in runbooks), "succeeded": succeeded, "failed": sum(r["failed"] for r in runbooks),
@@ -307,7 +335,7 @@ def build_report(store: Any, since: float, until: float, service: str | None = N
         "schedule": _schedule(ctx.fires or [], entries),
         "operators": _operators(store.people_rows(since, until)),
         "trends": _trends(agg), "heatmap": _heatmap(agg), "distributions": _distributions(agg),
-        "reviews": [], "reviews_due": [],
+        "reviews": reviews, "reviews_due": due,
         "store": {"rolled_days": agg.rolled_days, "runs_read": agg.raw_runs},
     }
 
