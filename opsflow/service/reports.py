@@ -27,7 +27,6 @@ from typing import Any
 from opsflow.errors import OpsflowError
 from opsflow.notify import Kind, Notification
 from opsflow.schedule import tz as tzmod
-from opsflow.schedule.loader import span_text
 from opsflow.schedule.models import REPORT_SUFFIX, ReportSpec
 from opsflow.service.notifications import Notices
 from opsflow.service.runs import Fire
@@ -51,7 +50,12 @@ def _figure(value: Any, unit: str | None) -> str:
         return "no data"
     if unit == "ratio":
         return f"{float(value) * 100:.1f}%"
-    return span_text(round(float(value))) if float(value) >= 1 else f"{float(value):.3f}s"
+    seconds = round(float(value))
+    if seconds < 60:
+        return f"{round(float(value), 1):g}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s" if seconds % 60 else f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds % 3600 // 60 else f"{seconds // 3600}h"
 
 
 def _local(ts: float, zone: Any) -> str:
