@@ -122,16 +122,21 @@ def _events(ctx: Context, rules: set[str] | None, runbooks: set[str] | None, clo
             "remediations": len(ends), "time_to_start_p50_s": rnd(Sketch.of(starts).quantile(0.5))}
 
 
-def _backups(rows: list[dict[str, Any]], until: float, members: set[str] | None, rpo: float) -> list[dict[str, Any]]:
+def _backups(rows: list[dict[str, Any]], until: float, members: set[str] | None, rpo: float,
+             expected: set[str]) -> list[dict[str, Any]]:
+    """Per host/device: the last backup and drill. ``members``: only these (a service's); ``expected``:
+    hosts a backup objective covers, listed (never backed up: overdue) even without any record."""
+    known = {r["name"] for r in rows}
+    rows = rows + [{"name": n} for n in sorted(expected - known)]
     out = []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: r["name"]):
         if members is not None and row["name"] not in members:
             continue
         age = until - row["backup_at"] if "backup_at" in row else None
         out.append({"name": row["name"], "last_backup_age_s": rnd(age), "last_drill_rto_s": rnd(row.get("rto")),
                     "last_drill_age_s": rnd(until - row["drill_at"]) if "drill_at" in row else None,
                     "last_drill_rpo_s": rnd(row.get("rpo")), "rpo_s": rpo, "overdue": age is None or age > rpo,
-                    "flags": row.get("flags", [])})
+                    "flags": row.get("flags") or (["never backed up"] if age is None else [])})
     return out
 
 
@@ -305,6 +310,8 @@ def build_report(store: Any, since: float, until: float, service: str | None = N
     ctx.backups = backup_status(store, now=until)
     if service:
         members = {r["name"] for r in members_of(ctx, chosen[0])}
+    expected = {r["name"] for s in chosen if any(o.kind in ("backup_age", "restore_drill") for o in s.objectives)
+                for r in members_of(ctx, s)}
     objectives = [evaluate(ctx, s, o) for s in chosen for o in s.objectives]
     agg = aggregate(store, since, until, tuple(sorted(scope)) if scope is not None else None,
                     keep=clock.inside if clock else None, clock=clock)
@@ -331,7 +338,7 @@ def build_report(store: Any, since: float, until: float, service: str | None = N
                       "objectives": [o for o in objectives if o["service"] == s.name]} for s in chosen],
         "events": _events(ctx, set().union(*(set(s.rules) for s in chosen)) if service else None, scope, clock,
                           store.event_counts(since, until)),
-        "backups": _backups(ctx.backups, until, members, rpo),
+        "backups": _backups(ctx.backups, until, members, rpo, expected),
         "schedule": _schedule(ctx.fires or [], entries),
         "operators": _operators(store.people_rows(since, until)),
         "trends": _trends(agg), "heatmap": _heatmap(agg), "distributions": _distributions(agg),
