@@ -1,7 +1,8 @@
 """`python -m bench`: bring up the bench lab, run the benchmarks, print and record the table.
 
 Options: ``--quick`` (tiny sizes: proves the suite runs), ``--only NAME`` (repeatable or
-comma-separated: step, fanout, ansible, network, store, cli, events, backups, schedule), ``--out DIR``
+comma-separated: step, fanout, ansible, network, store, cli, events, backups, schedule,
+reports), ``--out DIR``
 for the JSON record (default bench/results/), ``--readme PATH`` for the table (default
 bench/README.md for a full run; a quick run updates no README unless given one),
 ``--keep-lab``. A full run of only some benchmarks keeps, in the README's table, the rows
@@ -23,7 +24,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import b_ansible, b_backups, b_cli, b_events, b_fanout, b_network, b_schedule, b_step, b_store
+from bench import (
+    b_ansible,
+    b_backups,
+    b_cli,
+    b_events,
+    b_fanout,
+    b_network,
+    b_reports,
+    b_schedule,
+    b_step,
+    b_store,
+)
 from bench.core import BENCH_DIR, Figure, loadavg, machine
 from bench.env import FULL, QUICK, BenchEnv, bring_up_lab
 from bench.report import earlier_runs, render_section, table_order, update_readme, write_json
@@ -39,6 +51,7 @@ BENCHES: dict[str, tuple[Callable[[BenchEnv], list[Figure]], str]] = {
     "events": (b_events.run, ""),
     "backups": (b_backups.run, "routers"),
     "schedule": (b_schedule.run, ""),
+    "reports": (b_reports.run, ""),
 }
 
 

@@ -333,11 +333,14 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    from opsflow.cli.render import console_for
-
+    # console_for's console, without importing opsflow.cli.render (it pulls in the runbook models: ~150 ms)
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
+    if not console.is_terminal:
+        console = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False, width=max(console.width, 160))
     table = Table()
     for col in ("run", "runbook", "status", "trigger", "started", "duration", "hosts"):
         table.add_column(col)
@@ -348,7 +351,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
                       time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
                       f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
                       f"{len(hosts) - bad}/{len(hosts)} ok")
-    console_for(sys.stdout).print(table)
+    console.print(table)
 
 
 @click.command()

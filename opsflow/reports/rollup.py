@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from opsflow.reports.hours import Clock
@@ -29,13 +31,20 @@ SETTLE = 600.0  # a day is rolled up this long after it ended at the earliest
 
 
 def day_of(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+    return _day_number(int(ts // DAY))  # a UTC day is exactly 86,400 s of epoch time
 
 
+@lru_cache(maxsize=8192)
+def _day_number(n: int) -> str:
+    return datetime.fromtimestamp(n * DAY, UTC).strftime("%Y-%m-%d")
+
+
+@lru_cache(maxsize=8192)
 def day_start(day: str) -> float:
     return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
 
 
+@lru_cache(maxsize=8192)
 def week_of(day: str) -> str:
     d = date.fromisoformat(day)
     return (d - timedelta(days=d.weekday())).isoformat()
@@ -112,7 +121,20 @@ class Agg:
                 v.sketch.merge(sketch)
 
 
+_HOSTS_SEEN: dict[str | None, dict[str, str]] = {}
+
+
 def _host_statuses(text: str | None) -> dict[str, str]:
+    """The ``hosts`` column parsed (read only: the same texts recur, run after run, and are parsed once)."""
+    found = _HOSTS_SEEN.get(text)
+    if found is None:
+        if len(_HOSTS_SEEN) >= 4096:
+            _HOSTS_SEEN.clear()
+        found = _HOSTS_SEEN[text] = _parse_hosts(text)
+    return found
+
+
+def _parse_hosts(text: str | None) -> dict[str, str]:
     try:
         data = json.loads(text or "{}")
     except ValueError:
@@ -161,19 +183,59 @@ def aggregate(store: Any, since: float, until: float, runbooks: tuple[str, ...] 
         for row in store.run_rows(t, until, runbooks):
             _add_raw(agg, row, None)
     if rolled:
-        lo, hi = min(rolled), max(rolled)
-        for day, runbook, rb_hash, _trigger, status, check, n, _total, sketch_text in store.rollup_rows(lo, hi, runbooks):
-            if day not in rolled:
-                continue
-            sketch = Sketch.loads(sketch_text) if status == "succeeded" and not check else None
-            agg.add(day, runbook, rb_hash, status, bool(check), n, sketch, first=day_start(day))
         allowed = set(runbooks) if runbooks is not None else None
-        for runbook, host, n, failed in store.host_rollup_rows(lo, hi):
+        groups, host_rows = _rolled(store, frozenset(rolled))
+        for day, runbook, rb_hash, status, check, n, sketch in groups:
+            if allowed is None or runbook in allowed:
+                agg.add(day, runbook, rb_hash, status, check, n, sketch, first=day_start(day))
+        for runbook, host, n, failed in host_rows:
             if allowed is None or runbook in allowed:
                 agg.host_runs[(host, runbook)] += n
                 agg.heat[(host, runbook)] += failed
         agg.rolled_days = len(rolled)
     return agg
+
+
+# The roll-ups of a set of rolled days, read once per store: a report aggregates the same days for
+# every objective and for its runbooks. A rolled day never changes, and the key is the set of days.
+_ROLLED: weakref.WeakKeyDictionary[Any, dict[frozenset[str], Any]] = weakref.WeakKeyDictionary()
+
+Group = tuple[str, str, str, str, bool, int, Sketch | None]
+
+
+def _rolled(store: Any, rolled: frozenset[str]) -> tuple[list[Group], list[tuple[Any, ...]]]:
+    """The roll-up rows of these days, all runbooks: per (week, runbook, hash, status, check mode) the runs and
+    the merged sketch, at the week's first rolled day; and (runbook, host, runs, failed)."""
+    try:
+        memo = _ROLLED.setdefault(store, {})
+    except TypeError:  # a store that takes no weak reference: no memo
+        memo = {}
+    if rolled in memo:
+        return memo[rolled]  # type: ignore[no-any-return]
+    lo, hi = min(rolled), max(rolled)
+    merged: dict[tuple[str, str, str, str, bool], list[Any]] = {}
+    for day, runbook, rb_hash, _trigger, status, check, n, _total, sketch_text in store.rollup_rows(lo, hi):
+        if day not in rolled:
+            continue
+        key = (week_of(day), runbook, rb_hash, status, bool(check))
+        cell = merged.get(key)
+        if cell is None:
+            cell = merged[key] = [day, 0, None]
+        cell[0] = min(cell[0], day)
+        cell[1] += n
+        if status == "succeeded" and not check:
+            sketch = Sketch.loads(sketch_text)
+            if cell[2] is None:
+                cell[2] = sketch
+            else:
+                cell[2].merge(sketch)
+    groups = [(day, runbook, rb_hash, status, check, n, sketch)
+              for (_week, runbook, rb_hash, status, check), (day, n, sketch) in merged.items()]
+    out = (groups, store.host_rollup_rows(lo, hi))
+    if len(memo) >= 4:
+        memo.clear()
+    memo[rolled] = out
+    return out
 
 
 def roll_up(store: Any, now: float | None = None, max_days: int = 4000) -> int:

@@ -46,13 +46,17 @@ class KpiStoreMixin:
 
     def unfinished_since(self, since: float) -> float | None:
         """The start of the oldest run still running or waiting (None when all have ended)."""
-        rows = self._exec("SELECT MIN(started_at) FROM runs WHERE status IN ('running', 'waiting') AND started_at >= ?",
-                          (since,))
+        # started_at + 0, +started_at: look the few unfinished runs up by status (SQLite would otherwise walk the
+        # index on started_at from the oldest run until it meets one still running: every run of the store)
+        rows = self._exec("SELECT MIN(started_at + 0) FROM runs WHERE status IN ('running', 'waiting') AND "
+                          "+started_at >= ?", (since,))
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def slow_runs(self, runbook: str, since: float, until: float, at_least: float, limit: int = 10) -> list[dict[str, Any]]:
+        # +started_at: the index on (runbook, duration) finds the few slow runs in order; the one on
+        # (runbook, started_at) would read every run of the runbook in the span and sort them
         rows = self._exec("SELECT id, started_at, duration FROM runs WHERE runbook = ? AND duration >= ? AND "
-                          "started_at >= ? AND started_at < ? AND check_mode = 0 AND status = 'succeeded' "
+                          "+started_at >= ? AND +started_at < ? AND check_mode = 0 AND status = 'succeeded' "
                           "ORDER BY duration DESC LIMIT ?", (runbook, at_least, since, until, limit))
         return [{"run_id": r[0], "started_at": r[1], "duration_s": r[2]} for r in rows]
 
@@ -67,12 +71,9 @@ class KpiStoreMixin:
                           "DO NOTHING RETURNING day", (day, runs, time.time()))
             if not cur.fetchall():
                 return False
-            for row in rows:
-                execute("INSERT INTO run_rollups (day, runbook, runbook_hash, trigger, status, check_mode, runs, "
-                        "duration_sum, sketch, buckets) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (day, *row))
-            for row in hosts:
-                execute("INSERT INTO host_rollups (day, runbook, host, runs, failed) VALUES (?, ?, ?, ?, ?)",
-                        (day, *row))
+            _insert_many(execute, "run_rollups (day, runbook, runbook_hash, trigger, status, check_mode, runs, "
+                         "duration_sum, sketch, buckets)", [(day, *row) for row in rows])
+            _insert_many(execute, "host_rollups (day, runbook, host, runs, failed)", [(day, *row) for row in hosts])
         return True
 
     def rollup_rows(self, first: str, last: str, runbooks: tuple[str, ...] | None = None) -> list[tuple[Any, ...]]:
@@ -119,6 +120,16 @@ class KpiStoreMixin:
             "audit": self._exec("SELECT actor, action, COUNT(*) FROM audit WHERE at >= ? AND at < ? GROUP BY actor, "
                                 "action", (since, until)),
         }
+
+
+def _insert_many(execute: Callable[[str, tuple[Any, ...]], Any], target: str, rows: list[tuple[Any, ...]],
+                 per: int = 100) -> None:
+    """INSERT rows (of equal length) in statements of up to ``per`` rows each: a day has thousands of host rows."""
+    for i in range(0, len(rows), per):
+        chunk = rows[i:i + per]
+        marks = "(" + ", ".join("?" for _ in chunk[0]) + ")"
+        execute(f"INSERT INTO {target} VALUES {', '.join(marks for _ in chunk)}",
+                tuple(v for row in chunk for v in row))
 
 
 __all__ = ["ACTION_COLS", "RUN_COLS", "UNFINISHED", "KpiStoreMixin"]
