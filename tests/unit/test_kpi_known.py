@@ -5,7 +5,7 @@ operational hours across midnight, a weekend, a DST change and a maintenance-win
 from __future__ import annotations
 
 import json
-import sqlite3
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from opsflow.results import HostStatus, RunStatus, StepResult
 from opsflow.slo.loader import load_services
 from opsflow.store import SqlStore
 from opsflow.store.base import RunRecord
+from tests.helpers import pg_store_url
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = ZoneInfo("UTC")
@@ -102,6 +103,20 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, project: Path) -> Iterator[SqlStore]:
+    """The same known answers on SQLite and on PostgreSQL (skipped without OPSFLOW_TEST_PG)."""
+    if request.param == "sqlite":
+        s = SqlStore.connect(str(project / "kpi.db"))
+        yield s
+        s.close()
+        return
+    with pg_store_url() as url:
+        s = SqlStore.connect(url)
+        yield s
+        s.close()
+
+
 def report(store: SqlStore, project: Path, since: float, until: float, **kw: Any) -> dict[str, Any]:
     services = load_services(project / "services", project / "runbooks", project / "schedules")
     return build_report(store, since, until, services=services, schedules=str(project / "schedules"), now=until,
@@ -112,8 +127,7 @@ def by_name(items: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return next(i for i in items if i["name"] == name)
 
 
-def test_runbook_kpis_match_plain_sql_and_numpy_before_and_after_rollups(project: Path) -> None:
-    store = SqlStore.connect(str(project / "s.db"))
+def test_runbook_kpis_match_plain_sql_and_numpy_before_and_after_rollups(project: Path, store: SqlStore) -> None:
     b = Builder(store)
     t0 = utc("2026-11-02T06:00:00")  # a Monday
     durations = [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 300.0]
@@ -127,9 +141,8 @@ def test_runbook_kpis_match_plain_sql_and_numpy_before_and_after_rollups(project
     since, until = t0 - 3600, t0 + 14 * 86400
     before = report(store, project, since, until)
     rb = by_name(before["runbooks"], "deploy")
-    db = sqlite3.connect(project / "s.db")
-    counts = dict(db.execute("SELECT status, COUNT(*) FROM runs WHERE runbook = 'deploy' AND check_mode = 0 AND "
-                             "started_at >= ? AND started_at < ? GROUP BY status", (since, until)).fetchall())
+    counts = dict(store._exec("SELECT status, COUNT(*) FROM runs WHERE runbook = 'deploy' AND check_mode = 0 AND "
+                              "started_at >= ? AND started_at < ? GROUP BY status", (since, until)))
     assert (rb["runs"], rb["succeeded"], rb["failed"], rb["other"], rb["check_runs"]) == \
            (sum(counts.values()), counts["succeeded"], counts["failed"], counts["canceled"], 2) == (10, 8, 1, 1, 2)
     assert rb["success_rate"] == pytest.approx(8 / 10)
@@ -156,13 +169,12 @@ def test_runbook_kpis_match_plain_sql_and_numpy_before_and_after_rollups(project
         assert after[key] == before[key], key
     # partial days at both edges come from the runs themselves, whole days from the roll-ups
     mid = report(store, project, t0 + 1800, t0 + 5 * 86400 + 43200)
-    assert by_name(mid["runbooks"], "deploy")["runs"] == db.execute(
+    assert by_name(mid["runbooks"], "deploy")["runs"] == store._exec(
         "SELECT COUNT(*) FROM runs WHERE runbook = 'deploy' AND check_mode = 0 AND started_at >= ? AND started_at < ?",
-        (t0 + 1800, t0 + 5 * 86400 + 43200)).fetchone()[0]
+        (t0 + 1800, t0 + 5 * 86400 + 43200))[0][0]
 
 
-def test_operational_hours_midnight_weekend_dst_and_corrections(project: Path) -> None:
-    store = SqlStore.connect(str(project / "h.db"))
+def test_operational_hours_midnight_weekend_dst_and_corrections(project: Path, store: SqlStore) -> None:
     b = Builder(store)
     # Tue 17:00 → Wed 09:00 Paris: 1 h before midnight's evening close, 1 h after the morning opening
     b.run("office-job", paris("2026-10-20T17:00"), paris("2026-10-21T09:00"))
@@ -198,8 +210,7 @@ def test_operational_hours_midnight_weekend_dst_and_corrections(project: Path) -
     assert r["hours_open_s"] == pytest.approx(15 * 10 * 3600.0)
 
 
-def test_events_backups_schedule_and_operators(project: Path) -> None:
-    store = SqlStore.connect(str(project / "e.db"))
+def test_events_backups_schedule_and_operators(project: Path, store: SqlStore) -> None:
     b = Builder(store)
     t = utc("2026-11-10T10:00:00")
 
