@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,3 +96,20 @@ def lab_inventory(lab: Lab) -> Path:
 def cli(tmp_path: Path, lab_inventory: Path) -> Cli:
     """The real opsflow CLI, with its own OPSFLOW_HOME (store, backups) and the lab's inventory."""
     return Cli(home=tmp_path / "home", inventory=lab_inventory)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A fresh store on SQLite, and the same on PostgreSQL (skipped without OPSFLOW_TEST_PG)."""
+    from opsflow.store import SqlStore
+    from tests.helpers import pg_store_url
+
+    if request.param == "sqlite":
+        s = SqlStore.connect(str(tmp_path / "store.db"))
+        yield s
+        s.close()
+        return
+    with pg_store_url() as url:
+        s = SqlStore.connect(url)
+        yield s
+        s.close()

@@ -146,3 +146,58 @@ def wait_for(predicate: Any, timeout: float = 30, what: str = "condition", inter
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Mailbox:
+    """What a real SMTP server (aiosmtpd) received: parsed messages, and the logins tried."""
+
+    def __init__(self, password: str) -> None:
+        from email.message import EmailMessage
+
+        self.password = password
+        self.messages: list[EmailMessage] = []
+        self.logins: list[tuple[bytes, bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        import email
+        import email.policy
+        from email.message import EmailMessage
+
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(msg, EmailMessage)
+        self.messages.append(msg)
+        return "250 OK"
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = isinstance(data, LoginPassword)
+        if ok:
+            self.logins.append((data.login, data.password))
+        return AuthResult(success=ok and data.password == self.password.encode())
+
+
+@contextlib.contextmanager
+def smtp_server(password: str) -> Iterator[tuple[Mailbox, int]]:
+    """A real SMTP server on loopback that requires a login with ``password`` (no TLS)."""
+    import logging
+
+    from aiosmtpd.controller import Controller
+
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # the test server's own protocol trace
+    box, port = Mailbox(password), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
+                            auth_require_tls=False)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()

@@ -7,67 +7,32 @@ checks they reach neither the message, nor a Delivery, nor any log record.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import json
 import logging
 import socket
 import time
 import uuid
 from collections.abc import Iterator
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from opsflow.notify import Delivery, Kind, Notification, Notifier, Router
 from opsflow.redact import MASK, Redactor
-from tests.helpers import Hooks, webhook_receiver
+from tests.helpers import Hooks, Mailbox, free_port, smtp_server, webhook_receiver
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
+pytest.importorskip("aiosmtpd.controller")
 
 PASSWORD = "smtp-pw-" + uuid.uuid4().hex[:12]
 TOKEN = "hook-tok-" + uuid.uuid4().hex[:12]
 CANARY = "canary-" + uuid.uuid4().hex[:12]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.logins: list[tuple[bytes, bytes]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        ok = isinstance(data, LoginPassword)
-        if ok:
-            self.logins.append((data.login, data.password))
-        return AuthResult(success=ok and data.password == PASSWORD.encode())
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Mailbox, int]]:
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # the test server's own protocol trace
-    box = Mailbox()
-    port = free_port()
-    controller = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=port,
-                                                authenticator=box.authenticate, auth_require_tls=False)
-    controller.start()
-    yield box, port
-    controller.stop()
+    with smtp_server(PASSWORD) as server:
+        yield server
 
 
 @pytest.fixture

@@ -7,11 +7,8 @@ Slots are in January 2030; the runs are recorded in the store at instants of tha
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 import os
-import socket
 import tempfile
 import textwrap
 import uuid
@@ -31,8 +28,8 @@ from opsflow.service.scheduler import Scheduler
 from opsflow.store import open_store
 from opsflow.store.base import RunRecord, Store
 
-aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
-from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402
+pytest.importorskip("aiosmtpd.controller")
+from tests.helpers import Mailbox, free_port, smtp_server  # noqa: E402
 
 PASSWORD = "smtp-pw-" + uuid.uuid4().hex[:12]
 T0 = datetime(2030, 1, 7, 0, 0, tzinfo=UTC).timestamp()      # Monday 7 January 2030, 00:00 UTC
@@ -62,35 +59,10 @@ schedules:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 OK"
-
-    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
-        return AuthResult(success=isinstance(data, LoginPassword) and data.password == PASSWORD.encode())
-
-
 @pytest.fixture
-def mail() -> Iterator[tuple[Inbox, int]]:
-    logging.getLogger("mail.log").setLevel(logging.WARNING)
-    box, port = Inbox(), free_port()
-    controller = aiosmtpd_controller.Controller(box, hostname="127.0.0.1", port=port, authenticator=box.authenticate,
-                                                auth_require_tls=False)
-    controller.start()
-    yield box, port
-    controller.stop()
+def mail() -> Iterator[tuple[Mailbox, int]]:
+    with smtp_server(PASSWORD) as server:
+        yield server
 
 
 def mailto(port: int) -> str:
@@ -146,7 +118,7 @@ def html_of(msg: EmailMessage) -> tuple[str, str]:
 
 
 def test_a_fired_report_entry_mails_the_summary_and_the_report_attached(
-        world: dict[str, Any], mail: tuple[Inbox, int], caplog: pytest.LogCaptureFixture) -> None:
+        world: dict[str, Any], mail: tuple[Mailbox, int], caplog: pytest.LogCaptureFixture) -> None:
     box, port = mail
     store = world["store"]
     week_of_runs(store)
@@ -186,7 +158,7 @@ def test_a_fired_report_entry_mails_the_summary_and_the_report_attached(
 
 
 def test_a_report_that_cannot_be_built_or_sent_is_a_failed_slot_and_the_scheduler_goes_on(
-        world: dict[str, Any], mail: tuple[Inbox, int]) -> None:
+        world: dict[str, Any], mail: tuple[Mailbox, int]) -> None:
     box, port = mail
     week_of_runs(world["store"])
     dead = mailto(free_port())  # nobody listens there

@@ -34,7 +34,7 @@ from opsflow.results import HostStatus, RunStatus, StepResult
 from opsflow.store.base import RunRecord
 from opsflow.store.schedule import FIRE_DECISIONS
 from opsflow.store.sql import SqlStore
-from tests.helpers import ROOT, Cli, pg_store_url, wait_for, write_runbook
+from tests.helpers import ROOT, Cli, wait_for, write_runbook
 
 SECRET = "s3cr3t-" + uuid.uuid4().hex  # a parameter, an error, an output, an event's text: never in a label
 MARK = "MARK" + uuid.uuid4().hex[:8]
@@ -268,17 +268,10 @@ def test_a_store_that_cannot_be_read_exports_store_up_0(cli: Cli, filled: float,
     promtool(target.read_text())
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        s = SqlStore.connect(str(tmp_path / "s.db"))
-        yield s
-        s.close()
-        return
-    with pg_store_url() as url:
-        s = SqlStore.connect(url)
-        yield s
-        s.close()
+@pytest.fixture
+def store(sql_store: SqlStore) -> SqlStore:
+    """On SQLite and on PostgreSQL (conftest)."""
+    return sql_store
 
 
 def test_the_collector_counts_alike_on_sqlite_and_postgresql(store: SqlStore) -> None:

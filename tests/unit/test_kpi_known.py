@@ -5,7 +5,6 @@ operational hours across midnight, a weekend, a DST change and a maintenance-win
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from opsflow.results import HostStatus, RunStatus, StepResult
 from opsflow.slo.loader import load_services
 from opsflow.store import SqlStore
 from opsflow.store.base import RunRecord
-from tests.helpers import pg_store_url
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = ZoneInfo("UTC")
@@ -103,18 +101,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, project: Path) -> Iterator[SqlStore]:
-    """The same known answers on SQLite and on PostgreSQL (skipped without OPSFLOW_TEST_PG)."""
-    if request.param == "sqlite":
-        s = SqlStore.connect(str(project / "kpi.db"))
-        yield s
-        s.close()
-        return
-    with pg_store_url() as url:
-        s = SqlStore.connect(url)
-        yield s
-        s.close()
+@pytest.fixture
+def store(sql_store: SqlStore) -> SqlStore:
+    """On SQLite and on PostgreSQL (conftest)."""
+    return sql_store
 
 
 def report(store: SqlStore, project: Path, since: float, until: float, **kw: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from opsflow.events.safety import Guard
 from opsflow.inventory.models import Host, Inventory
 from opsflow.runbook.validate import load_runbook
 from opsflow.store.sql import SqlStore
-from tests.helpers import pg_store_url
 
 # what Alertmanager 0.25 posted to a webhook for `amtool alert add DiskFull instance=srv1 severity=critical`
 AM_PAYLOAD = {
@@ -299,17 +297,10 @@ def test_metrics_exposition() -> None:
 
 
 # ---- records -----------------------------------------------------------------------------------------------
-@pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    if request.param == "sqlite":
-        s = SqlStore.connect(str(tmp_path / "s.db"))
-        yield s
-        s.close()
-        return
-    with pg_store_url() as url:
-        s = SqlStore.connect(url)
-        yield s
-        s.close()
+@pytest.fixture
+def store(sql_store: SqlStore) -> SqlStore:
+    """On SQLite and on PostgreSQL (conftest)."""
+    return sql_store
 
 
 def test_events_actions_and_breakers_are_recorded(store: SqlStore) -> None:
