@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from opsflow.errors import Diagnostic, RunbookError
+from opsflow.modelerrors import diagnostics
 from opsflow.schedule import models as m
 from opsflow.schedule import tz as tzmod
 from opsflow.schedule.calendars import Calendar, DateRange, Event, Recurrence, Scope
@@ -146,29 +147,8 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _diagnostics(exc: ValidationError, tree: Any, filename: str) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
-    seen: set[tuple[Any, ...]] = set()
-    for err in exc.errors():  # pydantic lists a union's own alternatives' errors last
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (_TYPE_PARTS.search(p) or p in _MODELS)))
-        if loc in seen:  # one problem per place: a union's other alternatives add only noise
-            continue
-        seen.add(loc)
-        line, col = position(tree, loc)
-        if err["type"] == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            hint = ""
-            if model is not None:
-                allowed = [f.alias or n for n, f in model.model_fields.items()]
-                close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
-            msg = f"unknown key {str(loc[-1])!r}{hint}"
-        elif err["type"] == "missing":
-            msg = f"missing required key {str(loc[-1])!r}"
-        else:
-            where = ".".join(str(p) for p in loc) or "file"
-            msg = f"{where}: {err['msg'].removeprefix('Value error, ')}"
-        out.append(Diagnostic(filename, line, col, msg))
-    return out
+    return diagnostics(exc, tree, filename, model_at=_model_at,
+                       noise=lambda part: bool(_TYPE_PARTS.search(part)) or part in _MODELS)
 
 
 # ---- loading -----------------------------------------------------------------------------------------

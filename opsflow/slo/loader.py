@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from opsflow.errors import Diagnostic, RunbookError, UsageError
+from opsflow.modelerrors import diagnostics
 from opsflow.slo import models as m
 from opsflow.yamlpos import PosDict, load_text, position, read_text
 
@@ -58,35 +59,22 @@ def find_service_files(path: str | Path) -> list[Path]:
     return sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file())
 
 
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    return m.ServicesFile if len(loc) < 2 else m.ServiceSpec if len(loc) == 2 else m.Objective
+
+
+def _kind(err: dict[str, Any], loc: tuple[Any, ...]) -> str | None:
+    if err["type"] != "literal_error" or not loc or loc[-1] != "kind":
+        return None
+    got = err.get("input")
+    close = difflib.get_close_matches(str(got), m.KINDS, n=1)
+    return f"unknown objective kind {got!r}" + (f"; did you mean {close[0]!r}?" if close else "") + \
+        f" (kinds: {', '.join(m.KINDS)})"
+
+
 def _diagnostics(exc: ValidationError, tree: Any, filename: str) -> list[Diagnostic]:
-    out: list[Diagnostic] = []
-    seen: set[tuple[Any, ...]] = set()
-    for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith(("function-", "lax-"))))
-        if loc in seen:
-            continue
-        seen.add(loc)
-        line, col = position(tree, loc)
-        if err["type"] == "extra_forbidden":
-            model: type[Any] = m.ServicesFile
-            if len(loc) >= 3:
-                model = m.ServiceSpec if len(loc) == 3 else m.Objective
-            allowed = list(model.model_fields)
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(allowed)}"
-            msg = f"unknown key {str(loc[-1])!r}{hint}"
-        elif err["type"] == "missing":
-            msg = f"missing required key {str(loc[-1])!r}"
-        elif err["type"] == "literal_error" and loc and loc[-1] == "kind":
-            got = err.get("input")
-            close = difflib.get_close_matches(str(got), m.KINDS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            msg = f"unknown objective kind {got!r}{hint} (kinds: {', '.join(m.KINDS)})"
-        else:
-            where = ".".join(str(p) for p in loc) or "file"
-            msg = f"{where}: {err['msg'].removeprefix('Value error, ')}"
-        out.append(Diagnostic(filename, line, col, msg))
-    return out
+    return diagnostics(exc, tree, filename, model_at=_model_at, special=_kind,
+                       noise=lambda part: part.startswith(("function-", "lax-")))
 
 
 def _runbook_names(runbooks: Path) -> tuple[str, ...]:
