@@ -200,3 +200,25 @@ spec:
     assert proc.returncode == 2
     assert "document 1 (SLO 'api-availability'): no annotation opsflow.io/kind" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_validate_and_schema_cover_services_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import jsonschema
+
+    monkeypatch.setenv("OPSFLOW_SCHEDULES", str(ROOT / "schedules"))
+    c = Cli(home=tmp_path, inventory=ROOT / "inventory")
+    proc = c.run("validate", str(ROOT / "services"), check_rc=0)
+    assert f"ok  {ROOT / 'services' / 'operations.yaml'}" in proc.stdout
+    bad = tmp_path / "bad" / "levels.yaml"
+    bad.parent.mkdir()
+    bad.write_text("services:\n  - name: x\n    runbooks: [server-helth]\n    objectives:\n"
+                   "      - {name: ok, kind: success_rate, target: 100%}\n")
+    proc = c.run("validate", str(bad))
+    assert proc.returncode == 2
+    assert f"{bad}:5:9: services.0.objectives.0: a target of 100% leaves no error budget" in proc.stderr
+    assert "1 of 1 file(s) invalid" in proc.stderr
+    schema = json.loads(c.run("schema", "--kind", "service", check_rc=0).stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(yaml.safe_load((ROOT / "services" / "operations.yaml").read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"services": [{"name": "x", "objectives": [{"name": "y", "kind": "uptime"}]}]}, schema)

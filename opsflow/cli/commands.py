@@ -239,23 +239,24 @@ def deny(run_id: str, comment: str | None, db: str | None) -> None:
 @click.argument("paths", nargs=-1)
 @inventory_opt
 def validate(paths: tuple[str, ...], inventory: str | None) -> None:
-    """Check runbooks and schedules: schema, unknown keys, types, templates, playbooks, targets, calendars.
-    Exit 2 on any error."""
+    """Check runbooks, schedules and services: schema, unknown keys, types, templates, playbooks, targets,
+    calendars, objectives. Exit 2 on any error."""
     from opsflow.inventory import load_inventory
     from opsflow.planning import default_inventory
     from opsflow.runbook.validate import find_runbooks, load_runbook
     from opsflow.settings import current
 
     settings = current()
-    given = list(paths) or [settings.runbooks] + ([settings.schedules] if Path(settings.schedules).is_dir() else [])
+    given = list(paths) or [settings.runbooks] + [d for d in (settings.schedules, settings.services) if Path(d).is_dir()]
     everything = find_runbooks(given)
     schedule_files = [f for f in everything if _is_schedule_file(f)]
-    files = [f for f in everything if f not in schedule_files]
+    service_files = [f for f in everything if _has_top_key(f, "services") and f not in schedule_files]
+    files = [f for f in everything if f not in schedule_files and f not in service_files]
     if not everything:
-        raise UsageError("no runbook or schedule files found (give paths, or run where runbooks/ is)")
+        raise UsageError("no runbook, schedule or services files found (give paths, or run where runbooks/ is)")
     inv_path = inventory or default_inventory()
     inv = load_inventory(inv_path) if files and (inventory or Path(inv_path).exists()) else None
-    bad = _validate_schedules(schedule_files, settings.runbooks)
+    bad = _validate_schedules(schedule_files, settings.runbooks) + _validate_services(service_files, settings)
     for f in files:
         try:
             load_runbook(f, inv)
@@ -267,19 +268,45 @@ def validate(paths: tuple[str, ...], inventory: str | None) -> None:
     if files and inv is None:
         click.echo("note: no inventory given, targets and template variables were not checked", err=True)
     if bad:
-        click.echo(f"{bad} of {len(files) + len(schedule_files)} file(s) invalid", err=True)
+        click.echo(f"{bad} of {len(files) + len(schedule_files) + len(service_files)} file(s) invalid", err=True)
         sys.exit(2)
 
 
-def _is_schedule_file(path: Path) -> bool:
-    """A schedules file has top-level ``calendars:`` or ``schedules:`` and no ``steps:``."""
+def _has_top_key(path: Path, keys: str) -> bool:
+    """Whether the file has one of the top-level keys (a regex alternation) and no ``steps:``."""
     import re
 
     try:
         head = path.read_text(errors="replace")[:65536]
     except OSError:
         return False
-    return bool(re.search(r"^(calendars|schedules)\s*:", head, re.M)) and not re.search(r"^steps\s*:", head, re.M)
+    return bool(re.search(rf"^({keys})\s*:", head, re.M)) and not re.search(r"^steps\s*:", head, re.M)
+
+
+def _is_schedule_file(path: Path) -> bool:
+    """A schedules file has top-level ``calendars:`` or ``schedules:`` and no ``steps:``."""
+    return _has_top_key(path, "calendars|schedules")
+
+
+def _validate_services(files: list[Path], settings: Any) -> int:
+    """Validate services files per directory (their calendars are the schedules directory's)."""
+    from opsflow.slo.loader import load_services
+
+    bad = 0
+    for directory in sorted({f.parent for f in files}):
+        try:
+            load_services(directory, settings.runbooks, settings.schedules)
+            failed: set[str] = set()
+        except RunbookError as exc:
+            failed = {d.file for d in exc.diagnostics}
+            for d in exc.diagnostics:
+                click.echo(safe(d), err=True)
+        for f in sorted(f for f in files if f.parent == directory):
+            if str(f) in failed:
+                bad += 1
+            else:
+                click.echo(f"ok  {f}")
+    return bad
 
 
 def _validate_schedules(files: list[Path], runbooks: str) -> int:
@@ -382,10 +409,15 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
 
 
 @click.command()
-@click.option("--kind", type=click.Choice(["runbook", "schedule"]), default="runbook", show_default=True,
+@click.option("--kind", type=click.Choice(["runbook", "schedule", "service"]), default="runbook", show_default=True,
               help="which file format")
 def schema(kind: str) -> None:
-    """JSON Schema of the runbook (or schedules) format, for editors."""
+    """JSON Schema of the runbook (or schedules, or services) format, for editors."""
+    if kind == "service":
+        from opsflow.slo.schema import service_schema
+
+        click.echo(json.dumps(service_schema(), indent=2))
+        return
     if kind == "schedule":
         from opsflow.schedule.schema import schedule_schema
 
