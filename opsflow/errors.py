@@ -4,7 +4,8 @@ OpsflowError
  ├── UsageError            bad input from the user (exit code 2)
  │    ├── RunbookError     a runbook file is invalid; carries Diagnostics (file:line:col)
  │    ├── InventoryError   an inventory cannot be loaded or a pattern does not resolve
- │    └── WindowClosed     a blackout is in force, or the run is outside its maintenance window
+ │    ├── WindowClosed     a blackout is in force, or the run is outside its maintenance window
+ │    └── FourEyesRefused  (approvals) the one who started a run may not approve it too
  ├── EnvironmentProblem    the machine lacks something (a package, root); exit code 2
  ├── LabError              the local lab could not be built or driven
  ├── StoreError            the run store cannot be opened or written
@@ -60,6 +61,10 @@ class InventoryError(UsageError):
 
 class WindowClosed(UsageError):
     """A scoped calendar holds the run back now (``--override-window --reason`` to run it anyway)."""
+
+
+class FourEyesRefused(UsageError):
+    """Four-eyes: the approval of a run is decided by someone other than who started it."""
 
 
 class EnvironmentProblem(OpsflowError):

@@ -85,3 +85,24 @@ CREATE INDEX IF NOT EXISTS runs_duration ON runs (runbook, duration)
 def statements(ddl: str, postgres: bool) -> list[str]:
     serial = "BIGSERIAL PRIMARY KEY" if postgres else "INTEGER PRIMARY KEY AUTOINCREMENT"
     return [s for s in ddl.replace("{serial}", serial).split(";") if s.strip()]
+
+
+# migration 0006: users, API tokens (only their sha256 kept), web console sessions (only the hash of their
+# id kept), login attempts (rate limiting), and whether an approval needs four eyes (NULL: it does)
+AUTH_DDL = """
+CREATE TABLE IF NOT EXISTS users (
+  name TEXT PRIMARY KEY, role TEXT NOT NULL, runbooks TEXT NOT NULL, groups TEXT NOT NULL, password_hash TEXT,
+  disabled INTEGER NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL, contact TEXT);
+CREATE TABLE IF NOT EXISTS api_tokens (
+  id TEXT PRIMARY KEY, username TEXT NOT NULL, token_hash TEXT NOT NULL, name TEXT, role TEXT NOT NULL,
+  created_at DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL, expires_at DOUBLE PRECISION,
+  last_used_at DOUBLE PRECISION, revoked_at DOUBLE PRECISION, revoked_by TEXT);
+CREATE INDEX IF NOT EXISTS api_tokens_user ON api_tokens (username);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY, username TEXT NOT NULL, csrf TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+  expires_at DOUBLE PRECISION NOT NULL, last_seen DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (username);
+CREATE TABLE IF NOT EXISTS login_attempts (key TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS login_attempts_key ON login_attempts (key, at);
+ALTER TABLE approvals ADD COLUMN four_eyes INTEGER DEFAULT 1
+"""

@@ -128,3 +128,36 @@ breakers = Table(
     Column("state", Text, nullable=False, server_default="closed"), Column("opened_at", F),
     Column("last_run", Text), Column("reset_at", F), Column("reset_by", Text),
 )
+
+# 0006: who may do what (opsflow.auth.store); JSON lists in runbooks/groups; only hashes of secrets
+users = Table(
+    "users", metadata,
+    Column("name", Text, primary_key=True), Column("role", Text, nullable=False),
+    Column("runbooks", Text, nullable=False), Column("groups", Text, nullable=False), Column("password_hash", Text),
+    Column("disabled", Integer, nullable=False, server_default="0"), Column("created_at", F, nullable=False),
+    Column("created_by", Text, nullable=False), Column("contact", Text),
+)
+
+api_tokens = Table(
+    "api_tokens", metadata,
+    Column("id", Text, primary_key=True), Column("username", Text, nullable=False),
+    Column("token_hash", Text, nullable=False), Column("name", Text), Column("role", Text, nullable=False),
+    Column("created_at", F, nullable=False), Column("created_by", Text, nullable=False), Column("expires_at", F),
+    Column("last_used_at", F), Column("revoked_at", F), Column("revoked_by", Text),
+    Index("api_tokens_user", "username"),
+)
+
+sessions = Table(
+    "sessions", metadata,
+    Column("id", Text, primary_key=True), Column("username", Text, nullable=False), Column("csrf", Text, nullable=False),
+    Column("created_at", F, nullable=False), Column("expires_at", F, nullable=False), Column("last_seen", F),
+    Index("sessions_user", "username"),
+)
+
+login_attempts = Table(
+    "login_attempts", metadata,
+    Column("key", Text, nullable=False), Column("at", F, nullable=False),
+    Index("login_attempts_key", "key", "at"),
+)
+
+approvals.append_column(Column("four_eyes", Integer, server_default="1"))
