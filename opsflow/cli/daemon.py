@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import signal
 import sys
 import threading
@@ -13,53 +12,17 @@ from typing import Any
 
 import click
 
-from opsflow.cli.options import db_opt, inventory_opt, parse_since
+from opsflow.cli.options import db_opt, listen_opt, parse_budget, parse_since, service_options
 from opsflow.errors import UsageError
 from opsflow.textsafe import for_terminal
 
 
-def parse_budget(text: str) -> tuple[int, float]:
-    from opsflow.events.models import parse_duration
-
-    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\S+)\s*", text)
-    try:
-        if not m:
-            raise ValueError
-        return int(m[1]), parse_duration(m[2])
-    except ValueError:
-        raise UsageError(f"--budget {text!r}: expected RUNS/WINDOW, e.g. 20/1h") from None
-
-
 @click.command()
-@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HTTP address (port 0: any free port)")
+@listen_opt
 @click.option("--syslog", default=None, metavar="HOST:PORT", help="also receive syslog over UDP here")
 @click.option("--syslog-allow", multiple=True, metavar="CIDR",
               help="networks allowed to send syslog (repeatable) [default: loopback only]")
-@click.option("--runbooks", default="runbooks", show_default=True, help="directory of runbooks with triggers")
-@inventory_opt
-@db_opt
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 256), help="runs at a time")
-@click.option("--queue", "queue_size", default=100, show_default=True, type=click.IntRange(1, 100000),
-              help="remediations waiting for a worker, at most (more are recorded queue_full)")
-@click.option("--budget", default="20/1h", show_default=True, help="at most RUNS automatic runs per WINDOW")
-@click.option("--drain-timeout", default=60.0, show_default=True, type=click.FloatRange(0),
-              help="on SIGTERM, seconds running runs get to finish before they are canceled")
-@click.option("--grace", default=10.0, show_default=True, type=click.FloatRange(0),
-              help="seconds a canceled run's in-flight step gets before it is killed")
-@click.option("--max-body", default=1 << 20, show_default=True, type=click.IntRange(1), help="bytes per request")
-@click.option("--token-file", default=None, type=click.Path(dir_okay=False),
-              help="bearer token file [or env OPSFLOW_DAEMON_TOKEN]")
-@click.option("--hmac-secret-file", default=None, type=click.Path(dir_okay=False),
-              help="HMAC-SHA256 secret file [or env OPSFLOW_DAEMON_HMAC_SECRET]")
-@click.option("--schedules", "schedules_dir", default=None, metavar="DIR",
-              help="schedules directory whose entries fire [env OPSFLOW_SCHEDULES, project file; default "
-                   "./schedules when it exists]")
-@click.option("--no-schedule", is_flag=True, help="events only: fire no schedule entry")
-@click.option("--alertmanager", default=None, metavar="URL",
-              help="Alertmanager to silence the hosts of a scheduled run in, for the run (API v2)")
-@click.option("--check", is_flag=True, help="start runbooks in dry-run mode (try rules safely)")
-@click.option("--insecure", is_flag=True, help="no authentication (only with a loopback --listen)")
-@click.option("--verbose", "-v", is_flag=True, help="log every decision")
+@service_options
 def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbooks: str, inventory: str | None,
            db: str | None, workers: int, queue_size: int, budget: str, drain_timeout: float, grace: float,
            max_body: int, token_file: str | None, hmac_secret_file: str | None, schedules_dir: str | None,
@@ -70,6 +33,7 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     from opsflow.events.daemon import Daemon, Settings
     from opsflow.events.server import Auth, Listener, parse_address, require_auth
     from opsflow.planning import default_inventory
+    from opsflow.server.startup import make_scheduler
     from opsflow.store import open_store
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -89,7 +53,7 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     notices = from_settings(current())  # one set of channels for events, approvals, breakers and the schedule
     core = Daemon(settings, store, notices=notices)
     rules = core.load()
-    scheduler = None if no_schedule else _scheduler(schedules_dir, runbooks, settings.inventory, store, check, grace,
+    scheduler = None if no_schedule else make_scheduler(schedules_dir, runbooks, settings.inventory, store, check, grace,
                                                     alertmanager, notices)
     core.scheduler = scheduler
     listener = Listener(core, auth, address, syslog_address, syslog_allow, max_body, insecure)
@@ -158,38 +122,6 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     notices.close()  # notifications under way are sent (the scheduler's stop closed them already, if it ran)
     store.close()
     click.echo("opsflow daemon: stopped", err=True)
-
-
-def _scheduler(schedules_dir: str | None, runbooks: str, inventory: str, store: Any, check: bool, grace: float,
-               alertmanager: str | None, notices: Any) -> Any:
-    """The scheduler of the schedules directory; None when the default directory does not exist."""
-    from pathlib import Path
-
-    from opsflow.schedule.loader import load_schedules
-    from opsflow.service.runs import RunConfig
-    from opsflow.service.scheduler import Scheduler
-    from opsflow.settings import current
-
-    settings = current()
-    directory = Path(schedules_dir or settings.schedules)
-    if not directory.exists():
-        if schedules_dir:
-            raise UsageError(f"--schedules {schedules_dir!r}: no such directory (--no-schedule: events only)")
-        logging.getLogger("opsflow.scheduler").info("no schedules directory %s: no schedule fires", directory)
-        return None
-    if alertmanager:
-        from opsflow.silences import SilenceClient, SilenceError
-
-        try:
-            SilenceClient(alertmanager)  # a malformed URL is refused now, not at the first run
-        except SilenceError as exc:
-            raise UsageError(f"--alertmanager: {exc}") from None
-    sset = load_schedules(directory, runbooks)
-    log = logging.getLogger("opsflow.scheduler")
-    for problem in notices.problems(sset.entries):
-        log.warning("%s", problem)
-    config = RunConfig(inventory=inventory, check=check, grace=grace, alertmanager=alertmanager)
-    return Scheduler(sset, store, config, notices)
 
 
 def _outcome(action: dict[str, Any]) -> str:
