@@ -25,6 +25,7 @@ from opsflow.store.base import RunRecord
 from opsflow.store.events import EventStoreMixin
 from opsflow.store.kpi import KpiStoreMixin
 from opsflow.store.reviews import ReviewStoreMixin
+from opsflow.store.runs_query import RunsQueryMixin
 from opsflow.store.schedule import ScheduleStoreMixin
 
 _RUN_COLS = ("id", "runbook", "runbook_path", "runbook_hash", "params", "trigger", "started_by", "status",
@@ -35,7 +36,7 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
                 "error")
 
 
-class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin):
+class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin, RunsQueryMixin):
     def __init__(self, url: str, raw_url: str, dialect: str, conn: Any = None, pool: Any = None) -> None:
         self.url = url  # for messages: any password masked
         self._raw_url = raw_url
