@@ -1,8 +1,12 @@
 """The daemon's core: record each event, decide (rules → guard), queue, run through the one funnel, drain.
 
-``submit`` records a request's events and every matched rule's decision before it returns, in one
-transaction (all or nothing), so an event acknowledged to its sender is on record exactly once. Runs go through ``build_plan`` and ``Executor`` like
-``opsflow run``, in a bounded pool fed by a bounded queue.
+``submit`` records a request's events and every matched rule's decision before it returns, all or
+nothing, so an event acknowledged to its sender is on record exactly once. Concurrent requests share
+one transaction (``opsflow.events.commit``, group commit): decisions are taken one request at a time
+under the daemon's lock, their rows are committed together by one thread, and each ``submit`` returns
+once its own rows are committed. A queued remediation is handed to a worker only once it is recorded.
+Runs go through ``build_plan`` and ``Executor`` like ``opsflow run``, in a bounded pool fed by a
+bounded queue.
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ import secrets
 import socket
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opsflow.api import execute
 from opsflow.errors import Diagnostic, OpsflowError, RunbookError, UsageError, WindowClosed
+from opsflow.events.commit import GroupCommit
 from opsflow.events.metrics import Metrics
 from opsflow.events.models import Event
 from opsflow.events.rules import HostIndex, Match, Rule, evaluate, occurrence, rules_of
-from opsflow.events.safety import Guard
+from opsflow.events.safety import Guard, Journal
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
 from opsflow.notify import Kind
@@ -60,6 +66,7 @@ class Item:
     match: Match
     queued_at: float
     started: bool = False
+    ready: bool = False  # recorded (committed): a worker may take it
     run_id: str = ""
     executor: Executor | None = None
 
@@ -74,13 +81,16 @@ class _Pending:
 
     writes: list[Statement] = field(default_factory=list)
     counts: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    queued: list[Item] = field(default_factory=list)  # put on the queue, not yet recorded
+    canceled: list[Item] = field(default_factory=list)  # taken off the queue (put back when not recorded)
+    undo: Journal = field(default_factory=list)  # the guard's changes
 
     def count(self, name: str, labels: dict[str, str]) -> None:
         self.counts.append((name, labels))
 
 
 def new_event_id() -> str:
-    return "ev-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+    return "ev-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(8)
 
 
 def _identity_alive(identity: str) -> bool:
@@ -131,6 +141,8 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._stopping = False
         self.scheduler: Any = None  # the schedule's scheduler beside intake (opsflow.service), shown in health
+        self.commits = GroupCommit(store.write_all, lock=self._lock, on_commit=self._recorded,
+                                   on_fail=self._not_recorded)
         self.metrics.set("opsflow_event_queue_capacity", settings.queue_size)
         self.metrics.gauge("opsflow_event_queue_depth", lambda: {(): float(len(self._queue))})
         self.metrics.gauge("opsflow_runs_running", lambda: {(): float(len(self._running))})
@@ -196,28 +208,58 @@ class Daemon:
     def submit(self, events: list[Event]) -> list[dict[str, Any]]:
         """Decide for each event and each rule it matches, record it all; return a receipt per event.
 
-        A request's events and decisions are recorded in one transaction: when the store refuses
-        (StoreError), nothing of the request is recorded, queued, remembered or counted."""
+        Returns once the request's events and decisions are committed (with those of concurrent
+        requests: group commit). When the store refuses (StoreError), nothing of the request is
+        recorded, queued, remembered or counted."""
+        now = time.time()
         for event in events:
             event.id = event.id or new_event_id()
-            event.received_at = event.received_at or time.time()
+            event.received_at = event.received_at or now
         pending = _Pending()
-        with self._lock:
-            queued_before = list(self._queue)
-            self.guard.begin()
-            try:
-                receipts = [self._consider(event, pending) for event in events]
-                self.store.write_all(pending.writes)
-            except BaseException:
-                self.guard.rollback()
-                self._queue.clear()
-                self._queue.extend(queued_before)
-                raise
-            self.guard.commit()
-            self._lock.notify_all()
-        for name, labels in pending.counts:
-            self.metrics.inc(name, labels)
+        self.commits.arrive()
+        put = False
+        try:
+            with self._lock:
+                self.guard.begin()
+                try:
+                    receipts = [self._consider(event, pending) for event in events]
+                except BaseException:
+                    pending.undo = self.guard.detach()
+                    self._not_recorded([pending])
+                    raise
+                pending.undo = self.guard.detach()
+                if not pending.writes:
+                    return receipts
+                ticket = self.commits.put(pending.writes, pending)
+                put = True
+        finally:
+            if not put:
+                self.commits.leave()
+        ticket.wait()
         return receipts
+
+    def _recorded(self, batch: Sequence[_Pending]) -> None:
+        """A batch is committed: its remediations may start; its counts are counted."""
+        if any(p.queued for p in batch):
+            with self._lock:
+                for p in batch:
+                    for item in p.queued:
+                        item.ready = True
+                self._lock.notify_all()
+        counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        for p in batch:
+            counts.update((name, tuple(labels.items())) for name, labels in p.counts)
+        for (name, labels), n in counts.items():
+            self.metrics.inc(name, dict(labels), n)
+
+    def _not_recorded(self, batch: Sequence[_Pending]) -> None:
+        """The store refused (under the lock): undo the decisions, newest first; their queue changes too."""
+        for p in reversed(batch):
+            self.guard.undo(p.undo)
+            gone = {id(i) for i in p.queued}
+            kept = [i for i in self._queue if id(i) not in gone]
+            self._queue.clear()
+            self._queue.extend(sorted(kept + p.canceled, key=lambda i: i.queued_at))
 
     def _consider(self, event: Event, pending: _Pending) -> dict[str, Any]:
         pending.count("opsflow_events_received_total", {"source": event.source})
@@ -248,7 +290,9 @@ class Daemon:
         assert m.host is not None
         self.guard.admit(rule.name, m.host, action, now)
         pending.writes.append(self.store.action_row({**record, "outcome": "queued", "queued_at": now}))
-        self._queue.append(Item(action=action, event=event, match=m, queued_at=now))
+        item = Item(action=action, event=event, match=m, queued_at=now)
+        self._queue.append(item)
+        pending.queued.append(item)
         return {"rule": rule.name, "host": m.host, "outcome": "queued", "action": action}
 
     def _suppression(self, event: Event, m: Match, now: float, pending: _Pending) -> tuple[str | None, str]:
@@ -291,6 +335,8 @@ class Daemon:
         gone = [i for i in self._queue if which(i)]
         for item in gone:
             self._queue.remove(item)
+            if pending is not None:
+                pending.canceled.append(item)
             self.guard.release(item.host, item.action, started=False, rule=item.match.rule.name, at=item.queued_at)
             update = self.store.action_update(item.action, outcome="canceled", reason=reason, detail=detail)
             if pending is None:
@@ -305,7 +351,7 @@ class Daemon:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._stopping:
+                while not (self._queue and self._queue[0].ready) and not self._stopping:
                     self._lock.wait()
                 if self._stopping:
                     return
@@ -412,6 +458,7 @@ class Daemon:
 
         Returns the ids of runs that were still running at the deadline."""
         timeout = self.s.drain_timeout if timeout is None else timeout
+        self.commits.flush()  # what was acknowledged is recorded before its queued runs are canceled
         with self._lock:
             self._stopping = True
             self._cancel_queued(lambda i: True, "shutdown", "the daemon stopped before this run started")

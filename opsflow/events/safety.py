@@ -5,13 +5,16 @@ started and ended. Its state is restored from the store's recent actions when th
 so a restart neither forgets a cooldown nor re-runs a remediation for an alert already handled.
 The circuit breaker lives in the store (``opsflow breaker reset`` is another process).
 
-The decisions on one request's events are taken together and recorded in one transaction: between
-``begin`` and ``commit`` every change is journaled, and ``rollback`` (the store refused the request)
-undoes them, so an event that was not recorded is neither remembered nor holds a host or budget.
+The decisions on one request's events are taken together and recorded with the store's next group
+commit (``opsflow.events.commit``): between ``begin`` and ``detach`` every change is journaled, and
+``undo`` of that journal (the store refused the batch) takes them back, so an event that was not
+recorded is neither remembered nor holds a host or budget. Undo puts a value back only while it is
+still the one the journaled change set: what the workers changed meanwhile (a run ended) stays.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections import deque
 from collections.abc import Callable
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DEDUP_LIMIT = 100_000  # remembered (rule, key) pairs; expired ones are dropped first
+_ABSENT = object()
+Journal = list[Callable[[], object]]
 
 
 @dataclass
@@ -33,31 +38,52 @@ class Guard:
 
     # ---- journal -----------------------------------------------------------------------
     def begin(self) -> None:
-        """Journal the changes from now on, until ``commit`` or ``rollback``."""
+        """Journal the changes from now on, until ``detach``, ``commit`` or ``rollback``."""
         self._undo = []
+
+    def detach(self) -> Journal:
+        """Stop journaling; the journal of the changes since ``begin``, for ``undo``."""
+        undo, self._undo = self._undo or [], None
+        return undo
 
     def commit(self) -> None:
         self._undo = None
 
     def rollback(self) -> None:
         """Undo every change since ``begin``, newest first."""
-        undo, self._undo = self._undo or [], None
-        for step in reversed(undo):
+        self.undo(self.detach())
+
+    @staticmethod
+    def undo(journal: Journal) -> None:
+        for step in reversed(journal):
             step()
 
-    def _keep(self, name: str, key: Any) -> None:
-        """Journal the current value (or absence) of ``self.<name>[key]``."""
+    def _keep(self, name: str, key: Any, new: Any) -> None:
+        """Journal the current value (or absence) of ``self.<name>[key]``, about to become ``new``."""
         if self._undo is None:
             return
         table: dict[Any, Any] = getattr(self, name)
-        if key in table:
-            old = table[key]
-            self._undo.append(lambda: getattr(self, name).__setitem__(key, old))
-        else:
-            self._undo.append(lambda: getattr(self, name).pop(key, None))
+        old = table.get(key, _ABSENT)
+
+        def back() -> None:
+            now = getattr(self, name)
+            if now.get(key, _ABSENT) == new:
+                if old is _ABSENT:
+                    now.pop(key, None)
+                else:
+                    now[key] = old
+
+        self._undo.append(back)
 
     def _put_back(self, start: tuple[float, str]) -> None:
         self._starts.appendleft(start)
+
+    def _unstart(self, start: tuple[float, str]) -> None:
+        with contextlib.suppress(ValueError):
+            self._starts.remove(start)
+
+    def _restart(self, gone: list[tuple[float, str]]) -> None:
+        self._starts = deque(sorted([*self._starts, *gone]))
 
     def _keep_whole(self, name: str) -> None:
         """Journal the object ``self.<name>`` itself (before it is replaced)."""
@@ -76,8 +102,9 @@ class Guard:
 
         Events suppressed for a passing reason (cooldown, locked, budget, …) are not remembered:
         the same alert sent again later is weighed again."""
-        self._keep("_seen", (rule, key))
-        self._seen[(rule, key)] = (occurrence, now, window)
+        seen = (occurrence, now, window)
+        self._keep("_seen", (rule, key), seen)
+        self._seen[(rule, key)] = seen
         if len(self._seen) > DEDUP_LIMIT:
             self._prune(now)
 
@@ -100,24 +127,27 @@ class Guard:
     # ---- what happened ---------------------------------------------------------------
     def admit(self, rule: str, host: str, action: str, now: float) -> None:
         """A run is queued for (rule, host): cooldown starts, host is busy, budget is spent."""
-        self._keep("_cooldown", (rule, host))
-        self._keep("_busy", host)
+        self._keep("_cooldown", (rule, host), now)
+        self._keep("_busy", host, action)
         self._cooldown[(rule, host)] = now
         self._busy[host] = action
         self._starts.append((now, action))
         if self._undo is not None:
-            self._undo.append(lambda: self._starts.pop())
+            self._undo.append(functools.partial(self._unstart, (now, action)))
 
     def release(self, host: str, action: str, *, started: bool, rule: str = "", at: float = 0.0) -> None:
         """The action ended. One that never started gives back its budget and cooldown."""
         if self._busy.get(host) == action:
-            self._keep("_busy", host)
+            self._keep("_busy", host, _ABSENT)
             del self._busy[host]
         if not started:
-            self._keep_whole("_starts")
-            self._starts = deque(s for s in self._starts if s[1] != action)
+            gone = [s for s in self._starts if s[1] == action]
+            if gone:
+                self._starts = deque(s for s in self._starts if s[1] != action)
+                if self._undo is not None:
+                    self._undo.append(functools.partial(self._restart, gone))
             if rule and self._cooldown.get((rule, host)) == at:
-                self._keep("_cooldown", (rule, host))
+                self._keep("_cooldown", (rule, host), _ABSENT)
                 del self._cooldown[(rule, host)]
 
     def _prune(self, now: float) -> None:

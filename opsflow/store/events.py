@@ -4,8 +4,9 @@ An event row is what was received; an action row is one matched rule's decision:
 ``started`` (a run) → ``finished``, or ``suppressed`` / ``canceled`` with a reason. Receipt, queueing,
 run start and run end are timestamped, so the event → run latencies are on record.
 
-The daemon records a request's events and decisions with ``write_all``: in one transaction, all of
-them or none (a sender whose request failed retries it, and nothing of it is then recorded twice).
+The daemon records requests' events and decisions with ``write_all`` (many requests at once: group
+commit): in one transaction, all of them or none (a sender whose request failed retries it, and
+nothing of it is then recorded twice).
 """
 
 from __future__ import annotations
@@ -38,6 +39,30 @@ def _payload(event: Event) -> str:
         labels = event.labels if len(json.dumps(event.labels)) < PAYLOAD_LIMIT // 2 else {}
         return json.dumps({"labels": labels, "annotations": {}, "data": {}, "truncated": True, "size": len(text)})
     return text
+
+
+_ROWS_PER_INSERT = 200  # rows of one multi-row INSERT (SQLite allows 32,766 variables)
+
+
+def _batched(statements: list[Statement]) -> list[Statement]:
+    """INSERTs of one text joined into multi-row INSERTs (first appearance order), then the rest in order."""
+    inserts: dict[str, list[tuple[Any, ...]]] = {}
+    rest: list[Statement] = []
+    for sql, args in statements:
+        if sql.startswith("INSERT INTO ") and sql.endswith(")") and " ON CONFLICT" not in sql:
+            inserts.setdefault(sql, []).append(args)
+        else:
+            rest.append((sql, args))
+    out: list[Statement] = []
+    for sql, rows in inserts.items():
+        head, _, marks = sql.rpartition(" VALUES ")
+        for i in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[i:i + _ROWS_PER_INSERT]
+            if len(chunk) == 1:
+                out.append((sql, chunk[0]))
+            else:
+                out.append((f"{head} VALUES {', '.join(marks for _ in chunk)}", tuple(a for r in chunk for a in r)))
+    return out + rest
 
 
 class EventStoreMixin:
@@ -79,11 +104,15 @@ class EventStoreMixin:
         self._exec(*self.action_update(action_id, **fields))
 
     def write_all(self, statements: list[Statement]) -> None:
-        """Execute the statements in one transaction: every one of them, or (StoreError) none."""
+        """Execute the statements in one transaction: every one of them, or (StoreError) none.
+
+        The daemon's group commit hands it many requests' rows at once: the ``INSERT … VALUES (…)``
+        statements go first, those of one text joined into multi-row INSERTs (in their order), then
+        every other statement (the updates, which may name a row inserted here) in its order."""
         if not statements:
             return
         with self.transaction() as execute:
-            for sql, args in statements:
+            for sql, args in _batched(statements):
                 execute(sql, args)
 
     def _actions(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
