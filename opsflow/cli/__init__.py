@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "schema": ("opsflow.cli.commands", "schema", "JSON Schema of the runbook format."),
     "backup": ("opsflow.cli.backup", "backup", "Config versions and server archives: list, show, diff, verify, report."),
     "daemon": ("opsflow.cli.daemon", "daemon", "Receive alerts and events; start matching remediation runbooks."),
+    "serve": ("opsflow.cli.serve", "serve", "The HTTP API, hooks, scheduler and run workers in one process (FastAPI)."),
     "events": ("opsflow.cli.daemon", "events", "Received events and what became of them."),
     "breaker": ("opsflow.cli.daemon", "breaker", "Circuit breakers of event rules."),
     "lab": ("opsflow.cli.lab", "lab", "The local lab of real servers and routers."),
