@@ -32,7 +32,7 @@ from bench.core import Figure, Sample, figure, interleave, measured
 from bench.env import BenchEnv
 
 NAME = "reports"
-FORMAT = 1  # bump when the generated data changes: cached stores of another format are made again
+FORMAT = 2  # bump when the generated data changes: cached stores of another format are made again
 CACHE = Path("/tmp/opsflow-bench")
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PG_DB = "opsflow_bench_reports"
@@ -283,17 +283,21 @@ def ensure_store(n: int, say: Callable[[str], None]) -> tuple[Path, dict[str, An
     return path, meta
 
 
+ROLLUP_RESET = ("DELETE FROM rollup_days; DELETE FROM run_rollups; DELETE FROM host_rollups; DELETE FROM rollup_weeks; "
+                "DELETE FROM week_rollups; DELETE FROM host_week_rollups")
+
+
 def reset_rollups(db: str) -> None:
-    """Delete the daily roll-ups (the next report builds them again)."""
+    """Delete the daily and weekly roll-ups (the next report builds them again)."""
     if db.startswith("postgresql://"):
         import psycopg
 
         with psycopg.connect(db, autocommit=True) as c:
-            c.execute("DELETE FROM rollup_days; DELETE FROM run_rollups; DELETE FROM host_rollups")
+            c.execute(ROLLUP_RESET)
         return
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
-    conn.executescript("BEGIN; DELETE FROM rollup_days; DELETE FROM run_rollups; DELETE FROM host_rollups; COMMIT;")
+    conn.executescript(f"BEGIN; {ROLLUP_RESET}; COMMIT;")
     conn.close()
 
 

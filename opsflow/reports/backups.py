@@ -24,7 +24,10 @@ def backup_status(store: Store, now: float | None = None, max_backup_age: float 
     """Per name (sorted): ``name``, ``backup_at`` (absent: never), ``drill_at``, ``rto``, ``rpo``,
     ``drill_on`` (absent: no drill) and ``flags`` ("backup overdue", "no recent drill")."""
     now = time.time() if now is None else now
-    rows = store.results_by_action(BACKUP_ACTIONS + RESTORE_ACTIONS)
+    # the SQL store: the newest successful result per action and host, through a partial index; another store:
+    # its newest results of these actions
+    last = getattr(store, "last_backup_results", None)
+    rows = last() if last is not None else store.results_by_action(BACKUP_ACTIONS + RESTORE_ACTIONS)
     table: dict[str, dict[str, Any]] = {}
     for r in rows:  # newest first: the first one seen of each kind is the last
         ok = r["status"] in ("ok", "changed")

@@ -1,9 +1,10 @@
-"""Runs aggregated per runbook, version, week and host — from daily roll-ups where a day is rolled,
-from the runs themselves elsewhere — and the roll-ups made as days end.
+"""Runs aggregated per runbook, version, week and host — from weekly and daily roll-ups where days
+are rolled, from the runs themselves elsewhere — and the roll-ups made as days and weeks end.
 
-:func:`aggregate` reads a span [since, until): whole UTC days that are rolled up come from
-``run_rollups``/``host_rollups`` (a few rows per runbook and day), the rest (the partial days at
-the edges, today, days with a run still going) from ``runs``. With ``keep`` (a test on a run's start,
+:func:`aggregate` reads a span [since, until): whole ISO weeks (Monday to Sunday, UTC) that are rolled
+up come from ``week_rollups``/``host_week_rollups``, the other whole UTC days that are rolled up from
+``run_rollups``/``host_rollups`` (a few rows per runbook and day or week), the rest (the partial days
+at the edges, today, days with a run still going) from ``runs``. With ``keep`` (a test on a run's start,
 for operational hours or corrections) or ``clock`` (the operational-hours clock) every run is read
 itself: a roll-up cannot tell when inside a day a run started.
 """
@@ -22,6 +23,7 @@ from typing import Any
 
 from opsflow.reports.hours import Clock
 from opsflow.reports.stats import Sketch
+from opsflow.store.kpi import person_key
 
 HOST_FAILED = frozenset({"failed", "unreachable", "timeout"})
 FINISHED = ("succeeded", "partial", "failed", "canceled", "abandoned", "crashed")
@@ -168,78 +170,111 @@ def aggregate(store: Any, since: float, until: float, runbooks: tuple[str, ...] 
             if keep is None or keep(row[6]):
                 _add_raw(agg, row, clock)
         return agg
-    first_day = day_of(since) if day_start(day_of(since)) == since else day_of(since + DAY)
-    last_day = day_of(until - DAY)
-    rolled = store.rolled_days(first_day, last_day) if first_day <= last_day else set()
-    # raw spans: everything in [since, until) not inside a rolled day
-    t = since
-    for day in sorted(rolled):
-        a = day_start(day)
-        if a > t:
-            for row in store.run_rows(t, a, runbooks):
-                _add_raw(agg, row, None)
-        t = a + DAY
-    if t < until:
-        for row in store.run_rows(t, until, runbooks):
+    weeks, days, raw = store.rollup_plan(since, until)
+    for a, b in raw:  # everything in [since, until) not inside a rolled day
+        for row in store.run_rows(a, b, runbooks):
             _add_raw(agg, row, None)
-    if rolled:
+    if weeks or days:
         allowed = set(runbooks) if runbooks is not None else None
-        groups, host_rows = _rolled(store, frozenset(rolled))
-        for day, runbook, rb_hash, status, check, n, sketch in groups:
-            if allowed is None or runbook in allowed:
-                agg.add(day, runbook, rb_hash, status, check, n, sketch, first=day_start(day))
+        pieces, host_rows = _rolled(store, tuple(weeks), tuple(days))
+        for name, piece in pieces.items():
+            if allowed is None or name in allowed:
+                _add_piece(agg, name, piece)
         for runbook, host, n, failed in host_rows:
             if allowed is None or runbook in allowed:
                 agg.host_runs[(host, runbook)] += n
                 agg.heat[(host, runbook)] += failed
-        agg.rolled_days = len(rolled)
+        agg.rolled_days = 7 * len(weeks) + len(days)
     return agg
 
 
-# The roll-ups of a set of rolled days, read once per store: a report aggregates the same days for
-# every objective and for its runbooks. A rolled day never changes, and the key is the set of days.
-_ROLLED: weakref.WeakKeyDictionary[Any, dict[frozenset[str], Any]] = weakref.WeakKeyDictionary()
+@dataclass
+class _Piece:
+    """One runbook's rolled runs of a set of weeks and days, merged once (per store, see _rolled)."""
+    statuses: Counter[str] = field(default_factory=Counter)
+    check_runs: int = 0
+    sketch: Sketch = field(default_factory=Sketch)
+    versions: dict[str, Version] = field(default_factory=dict)
+    weeks: dict[str, Week] = field(default_factory=dict)
 
-Group = tuple[str, str, str, str, bool, int, Sketch | None]
+
+def _add_piece(agg: Agg, name: str, piece: _Piece) -> None:
+    rb = agg.runbook(name)
+    rb.check_runs += piece.check_runs
+    rb.statuses.update(piece.statuses)
+    rb.sketch.merge(piece.sketch)
+    rb.wall.merge(piece.sketch)
+    for rb_hash, pv in piece.versions.items():
+        v = rb.versions.get(rb_hash)
+        if v is None:
+            v = rb.versions[rb_hash] = Version(first=pv.first)
+        v.first = min(v.first, pv.first)
+        v.runs += pv.runs
+        v.finished += pv.finished
+        v.succeeded += pv.succeeded
+        v.sketch.merge(pv.sketch)
+    for week, pw in piece.weeks.items():
+        w = agg.weeks.setdefault(week, Week())
+        w.statuses.update(pw.statuses)
+        w.sketch.merge(pw.sketch)
 
 
-def _rolled(store: Any, rolled: frozenset[str]) -> tuple[list[Group], list[tuple[Any, ...]]]:
-    """The roll-up rows of these days, all runbooks: per (week, runbook, hash, status, check mode) the runs and
-    the merged sketch, at the week's first rolled day; and (runbook, host, runs, failed)."""
+# The roll-ups of a set of rolled weeks and days, read once per store: a report aggregates the same days for
+# every objective and for its runbooks. A rolled day never changes, and the key is the set of weeks and days.
+_ROLLED: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _rolled(store: Any, weeks: tuple[str, ...], days: tuple[str, ...]) -> tuple[dict[str, _Piece], list[tuple[Any, ...]]]:
+    """The roll-ups of these weeks and days, all runbooks, merged per runbook (with its versions and weeks); and
+    (runbook, host, runs, failed)."""
     try:
         memo = _ROLLED.setdefault(store, {})
     except TypeError:  # a store that takes no weak reference: no memo
         memo = {}
-    if rolled in memo:
-        return memo[rolled]  # type: ignore[no-any-return]
-    lo, hi = min(rolled), max(rolled)
-    merged: dict[tuple[str, str, str, str, bool], list[Any]] = {}
-    for day, runbook, rb_hash, _trigger, status, check, n, _total, sketch_text in store.rollup_rows(lo, hi):
-        if day not in rolled:
+    key = (weeks, days)
+    if key in memo:
+        found: tuple[dict[str, _Piece], list[tuple[Any, ...]]] = memo[key]
+        return found
+    pieces: dict[str, _Piece] = {}
+    for day, runbook, rb_hash, status, check, n, sketch_text in store.rollup_rows(list(weeks), list(days)):
+        piece = pieces.get(runbook)
+        if piece is None:
+            piece = pieces[runbook] = _Piece()
+        if check:
+            piece.check_runs += n
             continue
-        key = (week_of(day), runbook, rb_hash, status, bool(check))
-        cell = merged.get(key)
-        if cell is None:
-            cell = merged[key] = [day, 0, None]
-        cell[0] = min(cell[0], day)
-        cell[1] += n
-        if status == "succeeded" and not check:
-            sketch = Sketch.loads(sketch_text)
-            if cell[2] is None:
-                cell[2] = sketch
-            else:
-                cell[2].merge(sketch)
-    groups = [(day, runbook, rb_hash, status, check, n, sketch)
-              for (_week, runbook, rb_hash, status, check), (day, n, sketch) in merged.items()]
-    out = (groups, store.host_rollup_rows(lo, hi))
+        piece.statuses[status] += n
+        week_key = week_of(day)
+        week = piece.weeks.get(week_key)
+        if week is None:
+            week = piece.weeks[week_key] = Week()
+        week.statuses[status] += n
+        first = day_start(day)
+        v = piece.versions.get(rb_hash)
+        if v is None:
+            v = piece.versions[rb_hash] = Version(first=first)
+        v.first = min(v.first, first)
+        v.runs += n
+        v.finished += n if status in FINISHED else 0
+        if status == "succeeded":
+            v.succeeded += n
+            if sketch_text:
+                sketch = Sketch.loads(sketch_text)
+                v.sketch.merge(sketch)
+                week.sketch.merge(sketch)
+    for piece in pieces.values():
+        for v in piece.versions.values():
+            piece.sketch.merge(v.sketch)
+    out = (pieces, store.host_rollup_rows(list(weeks), list(days)))
     if len(memo) >= 4:
         memo.clear()
-    memo[rolled] = out
+    memo[key] = out
     return out
 
 
 def roll_up(store: Any, now: float | None = None, max_days: int = 4000) -> int:
-    """Roll up every ended day not rolled yet (oldest first); the number of days rolled."""
+    """Roll up every ended day not rolled yet (oldest first), then every week whose 7 days are; the number of
+    days rolled."""
     now = time.time() if now is None else now
     first = store.first_run_at()
     if first is None:
@@ -256,21 +291,32 @@ def roll_up(store: Any, now: float | None = None, max_days: int = 4000) -> int:
     day = first_day
     while day <= last_done and count < max_days:
         if day not in done:
-            _roll_day(store, day)
+            if _roll_day(store, day):
+                done.add(day)
             count += 1
         day = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    weeks_done = store.rolled_weeks(week_of(first_day), last_done)
+    for monday in sorted({week_of(d) for d in done}):
+        if monday not in weeks_done and all(d in done for d in _week_days(monday)):
+            _roll_week(store, monday)
     return count
 
 
-def _roll_day(store: Any, day: str) -> None:
+@lru_cache(maxsize=1024)
+def _week_days(monday: str) -> tuple[str, ...]:
+    d = date.fromisoformat(monday)
+    return tuple((d + timedelta(days=i)).isoformat() for i in range(7))
+
+
+def _roll_day(store: Any, day: str) -> bool:
     a = day_start(day)
-    groups: dict[tuple[str, str, str, str, int], tuple[list[int], Sketch]] = {}
+    groups: dict[tuple[str, str, str, str, str, int], tuple[list[int], Sketch]] = {}
     hosts: dict[tuple[str, str], list[int]] = {}
     n = 0
     for row in store.run_rows(a, a + DAY):
-        _id, runbook, rb_hash, trigger, status, check, _started, _ended, duration, host_text, _by = row
+        _id, runbook, rb_hash, trigger, status, check, _started, _ended, duration, host_text, by = row
         n += 1
-        key = (runbook, rb_hash or "", trigger or "", status, int(bool(check)))
+        key = (runbook, rb_hash or "", trigger or "", person_key(trigger, by), status, int(bool(check)))
         counter, sketch = groups.setdefault(key, ([0], Sketch()))
         counter[0] += 1
         sketch.add(duration)
@@ -281,7 +327,30 @@ def _roll_day(store: Any, day: str) -> None:
             cell[0] += 1
             cell[1] += hstatus in HOST_FAILED
     rows = [(*key, c[0], s.total, s.dumps(), json.dumps(s.buckets)) for key, (c, s) in groups.items()]
-    store.save_rollup(day, n, rows, [(rb, host, c[0], c[1]) for (rb, host), c in hosts.items()])
+    return bool(store.save_rollup(day, n, rows, [(rb, host, c[0], c[1]) for (rb, host), c in hosts.items()]))
+
+
+def _roll_week(store: Any, monday: str) -> bool:
+    """The week's roll-up from its 7 rolled days: per (runbook, version, status, check mode) the runs, the first
+    day with any, and (succeeded runs not in check mode) the merged sketch."""
+    merged: dict[tuple[str, str, str, int], list[Any]] = {}
+    runs = 0
+    for day, runbook, rb_hash, status, check, n, sketch_text in store.week_source_rows(monday):
+        runs += n
+        key = (runbook, rb_hash, status, int(bool(check)))
+        cell = merged.get(key)
+        if cell is None:
+            cell = merged[key] = [day, 0, None]
+        cell[0] = min(cell[0], day)
+        cell[1] += n
+        if sketch_text:
+            sketch = Sketch.loads(sketch_text)
+            if cell[2] is None:
+                cell[2] = sketch
+            else:
+                cell[2].merge(sketch)
+    rows = [(*key, day, n, sketch.dumps() if sketch is not None else "") for key, (day, n, sketch) in merged.items()]
+    return bool(store.save_week(monday, runs, rows))
 
 
 __all__ = ["FAILED", "FINISHED", "Agg", "RunbookAgg", "aggregate", "day_of", "roll_up"]

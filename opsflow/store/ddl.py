@@ -62,24 +62,44 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 
 
-# migration 0005: daily roll-ups of finished runs (KPI reports over millions of runs) and reviews
+# migration 0005: daily and weekly roll-ups of finished runs (KPI reports over millions of runs), reviews,
+# and the index of the backup and restore results (a partial index: every other result is a committed insert
+# that must not pay for it). run_rollups.started_by is '=' + who started the run for the triggers people use
+# (not event, schedule, nor none), '' otherwise. A week (Monday's date) is rolled up once its 7 days are:
+# week_rollups (day: the first day of the week with such runs; sketch only for succeeded runs not in check
+# mode, '' otherwise) and host_week_rollups, rollup_weeks marks it done.
 KPI_REVIEWS_DDL = """
 CREATE TABLE IF NOT EXISTS run_rollups (
-  day TEXT NOT NULL, runbook TEXT NOT NULL, runbook_hash TEXT NOT NULL, trigger TEXT NOT NULL, status TEXT NOT NULL,
-  check_mode INTEGER NOT NULL, runs INTEGER NOT NULL, duration_sum DOUBLE PRECISION NOT NULL, sketch TEXT NOT NULL,
-  buckets TEXT NOT NULL, PRIMARY KEY (day, runbook, runbook_hash, trigger, status, check_mode));
+  day TEXT NOT NULL, runbook TEXT NOT NULL, runbook_hash TEXT NOT NULL, trigger TEXT NOT NULL, started_by TEXT NOT NULL,
+  status TEXT NOT NULL, check_mode INTEGER NOT NULL, runs INTEGER NOT NULL, duration_sum DOUBLE PRECISION NOT NULL,
+  sketch TEXT NOT NULL, buckets TEXT NOT NULL,
+  PRIMARY KEY (day, runbook, runbook_hash, trigger, started_by, status, check_mode));
 CREATE TABLE IF NOT EXISTS host_rollups (
   day TEXT NOT NULL, runbook TEXT NOT NULL, host TEXT NOT NULL, runs INTEGER NOT NULL, failed INTEGER NOT NULL,
   PRIMARY KEY (day, runbook, host));
 CREATE TABLE IF NOT EXISTS rollup_days (day TEXT PRIMARY KEY, runs INTEGER NOT NULL, rolled_at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS week_rollups (
+  week TEXT NOT NULL, runbook TEXT NOT NULL, runbook_hash TEXT NOT NULL, status TEXT NOT NULL,
+  check_mode INTEGER NOT NULL, day TEXT NOT NULL, runs INTEGER NOT NULL, sketch TEXT NOT NULL,
+  PRIMARY KEY (week, runbook, runbook_hash, status, check_mode));
+CREATE TABLE IF NOT EXISTS host_week_rollups (
+  week TEXT NOT NULL, runbook TEXT NOT NULL, host TEXT NOT NULL, runs INTEGER NOT NULL, failed INTEGER NOT NULL,
+  PRIMARY KEY (week, runbook, host));
+CREATE TABLE IF NOT EXISTS rollup_weeks (week TEXT PRIMARY KEY, runs INTEGER NOT NULL, rolled_at DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS reviews (
   id TEXT PRIMARY KEY, title TEXT NOT NULL, state TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
   created_by TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, updated_by TEXT NOT NULL,
   closed_at DOUBLE PRECISION, closed_by TEXT, runbooks TEXT NOT NULL, runs TEXT NOT NULL, events TEXT NOT NULL,
   doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS reviews_state ON reviews (state, created_at);
-CREATE INDEX IF NOT EXISTS runs_duration ON runs (runbook, duration)
+CREATE INDEX IF NOT EXISTS runs_duration ON runs (runbook, duration);
+CREATE INDEX IF NOT EXISTS results_backups ON results (action, host, ended_at)
+  WHERE action IN ('backup', 'network.backup', 'restore', 'network.restore')
 """
+
+# the predicate of the partial index results_backups: a query reaches the index only when its WHERE holds
+# this very term (SQLite matches terms by their text, PostgreSQL proves the implication)
+BACKUP_ACTIONS_SQL = "action IN ('backup', 'network.backup', 'restore', 'network.restore')"
 
 
 def statements(ddl: str, postgres: bool) -> list[str]:

@@ -8,7 +8,9 @@ SQLAlchemy import.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, Table, Text
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, Table, Text, text
+
+from opsflow.store.ddl import BACKUP_ACTIONS_SQL
 
 metadata = MetaData()
 F = Float(precision=53)  # DOUBLE PRECISION on PostgreSQL, REAL on SQLite
@@ -35,7 +37,10 @@ results = Table(
     Column("changed", Integer), Column("rc", Integer), Column("started_at", F), Column("ended_at", F),
     Column("duration", F), Column("attempts", Integer), Column("stdout", Text), Column("stderr", Text),
     Column("data", Text), Column("error_class", Text), Column("error", Text),
-    Index("results_run", "run_id", "step_index"),  # one index only: every result is a committed insert
+    Index("results_run", "run_id", "step_index"),  # every result is a committed insert: besides this index,
+    # only a partial one, on the backup and restore results
+    Index("results_backups", "action", "host", "ended_at", sqlite_where=text(BACKUP_ACTIONS_SQL),
+          postgresql_where=text(BACKUP_ACTIONS_SQL)),
 )
 
 locks = Table(
@@ -94,6 +99,7 @@ run_rollups = Table(
     "run_rollups", metadata,
     Column("day", Text, primary_key=True), Column("runbook", Text, primary_key=True),
     Column("runbook_hash", Text, primary_key=True), Column("trigger", Text, primary_key=True),
+    Column("started_by", Text, primary_key=True),
     Column("status", Text, primary_key=True), Column("check_mode", Integer, primary_key=True),
     Column("runs", Integer, nullable=False), Column("duration_sum", F, nullable=False),
     Column("sketch", Text, nullable=False), Column("buckets", Text, nullable=False),
@@ -109,6 +115,27 @@ host_rollups = Table(
 rollup_days = Table(
     "rollup_days", metadata,
     Column("day", Text, primary_key=True), Column("runs", Integer, nullable=False),
+    Column("rolled_at", F, nullable=False),
+)
+
+week_rollups = Table(
+    "week_rollups", metadata,
+    Column("week", Text, primary_key=True), Column("runbook", Text, primary_key=True),
+    Column("runbook_hash", Text, primary_key=True), Column("status", Text, primary_key=True),
+    Column("check_mode", Integer, primary_key=True), Column("day", Text, nullable=False),
+    Column("runs", Integer, nullable=False), Column("sketch", Text, nullable=False),
+)
+
+host_week_rollups = Table(
+    "host_week_rollups", metadata,
+    Column("week", Text, primary_key=True), Column("runbook", Text, primary_key=True),
+    Column("host", Text, primary_key=True), Column("runs", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+)
+
+rollup_weeks = Table(
+    "rollup_weeks", metadata,
+    Column("week", Text, primary_key=True), Column("runs", Integer, nullable=False),
     Column("rolled_at", F, nullable=False),
 )
 
