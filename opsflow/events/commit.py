@@ -92,6 +92,11 @@ class GroupCommit:
             self._cond.notify_all()
         return ticket
 
+    def waiting(self) -> int:
+        """Tickets put and not yet taken by the committer."""
+        with self._cond:
+            return len(self._pending)
+
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every ticket put so far is written (or failed)."""
         deadline = time.monotonic() + timeout
