@@ -33,6 +33,9 @@ def default_inventory() -> str:
 
 
 def who() -> str:
+    """The CLI's actor: ``$OPSFLOW_USER`` when set (a shared account, CI, tests), else ``user@host``."""
+    if os.environ.get("OPSFLOW_USER", "").strip():
+        return os.environ["OPSFLOW_USER"].strip()
     try:
         user = getpass.getuser()
     except (KeyError, OSError):

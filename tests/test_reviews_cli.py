@@ -164,7 +164,8 @@ def test_clear_errors(cli: Cli, tmp_path: Path) -> None:
     assert audit(cli, "review_edit") == []  # nothing of a refused edit recorded
 
 
-def test_approve_deny_and_breaker_reset_are_audited(cli: Cli, tmp_path: Path) -> None:
+def test_approve_deny_and_breaker_reset_are_audited(cli: Cli, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     rb = write_runbook(tmp_path / "runbooks", "gate", """\
         name: gate
         targets: h1
@@ -180,12 +181,15 @@ def test_approve_deny_and_breaker_reset_are_audited(cli: Cli, tmp_path: Path) ->
         try:
             rows = wait_for(lambda: cli.query("SELECT run_id FROM approvals WHERE state = 'pending'"), 60,
                             "a pending approval")
+            decider = "approver-bob" if verb == "approve" else me  # four-eyes: not who started the run
+            monkeypatch.setenv("OPSFLOW_USER", decider)
             cli.run(verb, rows[0][0], "-m", "checked the graphs", check_rc=0)
+            monkeypatch.delenv("OPSFLOW_USER")
             assert proc.wait(60) == (0 if verb == "approve" else 1)
         finally:
             proc.kill()
             proc.communicate()
-        assert audit(cli, verb) == [(me, rows[0][0], "step 'ask': checked the graphs")]
+        assert audit(cli, verb) == [(decider, rows[0][0], "step 'ask': checked the graphs")]
     store = open_store(str(cli.db))
     store.breaker_result("disk-rule", "run-x", failed=True, threshold=1)
     store.close()

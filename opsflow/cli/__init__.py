@@ -37,6 +37,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "slo": ("opsflow.cli.slo", "slo", "Service levels: list, status, Prometheus rules, OpenSLO import and export."),
     "metrics": ("opsflow.cli.metrics_cmd", "metrics", "Run metrics from the store in the Prometheus text format."),
     "review": ("opsflow.cli.review", "review", "Lessons learned: reviews of runs and events, with action items."),
+    "user": ("opsflow.cli.users", "user", "Users: role, scope (runbooks, inventory groups), console password."),
+    "token": ("opsflow.cli.users", "token", "API tokens of users: create (shown once), list, revoke."),
+    "audit": ("opsflow.cli.users", "audit", "The audit log: who did what, to what, when."),
 }
 
 
@@ -65,6 +68,8 @@ class _Main(click.Group):
         import difflib
 
         close = difflib.get_close_matches(name, known, n=2, cutoff=0.6)
+        best = [difflib.SequenceMatcher(None, name, c).ratio() for c in close]
+        close = [c for c, r in zip(close, best, strict=True) if r >= best[0] - 0.2]  # not 'audit' for 'valdiate'
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
         ctx.fail(f"No such command '{for_terminal(name)}'{hint} (commands: {', '.join(known)})")
 

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from opsflow.cli.options import db_opt, inventory_opt, parse_since
-from opsflow.errors import RunbookError, UsageError
+from opsflow.errors import FourEyesRefused, RunbookError, UsageError
 from opsflow.results import RunStatus
 from opsflow.textsafe import for_terminal as safe
 
@@ -206,12 +206,18 @@ def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) ->
     record = store.get_run(run_id)
     if record is None:
         raise UsageError(f"no run {run_id!r} (see opsflow history)")
-    actor = who()
-    decision = store.decide(record["id"], approved, actor, comment)
-    if decision is not None:  # who let a run go on, or stopped it: on record
-        store.audit(actor, "approve" if approved else "deny", record["id"],
-                    f"step {decision['step']!r}" + (f": {comment}" if comment else ""))
-    store.close()
+    actor = who()  # $OPSFLOW_USER, else user@host
+    try:  # four-eyes: FourEyesRefused (exit 2) when the one who started the run approves it
+        try:
+            decision = store.decide(record["id"], approved, actor, comment)
+        except FourEyesRefused as exc:  # a refused approval is on record too
+            store.audit(actor, "approve_refused", record["id"], str(exc))
+            raise
+        if decision is not None:  # who let a run go on, or stopped it: on record
+            store.audit(actor, "approve" if approved else "deny", record["id"],
+                        f"step {decision['step']!r}" + (f": {comment}" if comment else ""))
+    finally:
+        store.close()
     if decision is None:
         raise UsageError(f"run {record['id']} ({record['status']}) is not waiting for an approval")
     click.echo(safe(f"run {record['id']}: step {decision['step']!r} {decision['state']} by {decision['decided_by']}"))

@@ -240,7 +240,7 @@ class StepRunner:
         started = time.time()
         deadline = started + spec.timeout
         message = self.state.redactor.text(spec.message)
-        store.request_approval(run_id, ps.index, ps.step.name, message, deadline)
+        store.request_approval(run_id, ps.index, ps.step.name, message, deadline, four_eyes=spec.four_eyes)
         store.set_status(run_id, RunStatus.WAITING)
         self.ex.observer.waiting(run_id, ps, message, deadline)
         decision: dict[str, Any] | None = None

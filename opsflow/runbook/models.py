@@ -288,6 +288,7 @@ class ApproveAction(_Model):
         {"type": "string", "description": "the message"}, {"type": "null"}, {"const": True}))
     message: str = "Approve to continue"
     timeout: float = Field(3600, gt=0, description="seconds to wait; no decision by then means deny")
+    four_eyes: bool = Field(True, description="who started the run may not approve it (false: may)")
 
     @model_validator(mode="before")
     @classmethod

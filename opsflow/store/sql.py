@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from opsflow.errors import StoreError
+from opsflow.auth import four_eyes_refusal
+from opsflow.auth.store import AuthStoreMixin
+from opsflow.errors import FourEyesRefused, StoreError
 from opsflow.proc import process_alive, process_start
 from opsflow.results import RunStatus, StepResult
 from opsflow.store import migrate as schema
@@ -36,7 +38,7 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
                 "error")
 
 
-class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin, RunsQueryMixin):
+class SqlStore(AuthStoreMixin, EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin, RunsQueryMixin):
     def __init__(self, url: str, raw_url: str, dialect: str, conn: Any = None, pool: Any = None) -> None:
         self.url = url  # for messages: any password masked
         self._raw_url = raw_url
@@ -204,17 +206,26 @@ class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMi
                 for r in rows]
 
     # ---- approvals -------------------------------------------------------------------
-    def request_approval(self, run_id: str, step_index: int, step: str, message: str, deadline: float) -> None:
-        self._exec("INSERT INTO approvals (run_id, step_index, step, message, state, requested_at, deadline) "
-                   "VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (run_id, step_index) DO NOTHING",
-                   (run_id, step_index, step, message, time.time(), deadline))
+    def request_approval(self, run_id: str, step_index: int, step: str, message: str, deadline: float,
+                         four_eyes: bool = True) -> None:
+        self._exec("INSERT INTO approvals (run_id, step_index, step, message, state, requested_at, deadline, "
+                   "four_eyes) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) ON CONFLICT (run_id, step_index) DO NOTHING",
+                   (run_id, step_index, step, message, time.time(), deadline, int(four_eyes)))
 
     def decide(self, run_id: str, approved: bool, by: str, comment: str | None) -> dict[str, Any] | None:
-        """Approve or deny the pending approval of a run; None when nothing is pending."""
+        """Approve or deny the pending approval of a run; None when nothing is pending.
+
+        Four-eyes (opsflow.auth): who started the run may deny it but not approve it (FourEyesRefused),
+        unless its step says ``approve: {four_eyes: false}``.
+        """
         state = "approved" if approved else "denied"
-        rows = self._exec("SELECT step_index FROM approvals WHERE run_id = ? AND state = 'pending'", (run_id,))
+        rows = self._exec("SELECT a.step_index, a.four_eyes, r.started_by FROM approvals a LEFT JOIN runs r "
+                          "ON r.id = a.run_id WHERE a.run_id = ? AND a.state = 'pending'", (run_id,))
         if not rows:
             return None
+        refusal = approved and four_eyes_refusal(by, rows[0][2], rows[0][1] is None or bool(rows[0][1]))
+        if refusal:
+            raise FourEyesRefused(f"run {run_id}: {refusal}")
         self._exec("UPDATE approvals SET state = ?, decided_at = ?, decided_by = ?, comment = ? "
                    "WHERE run_id = ? AND step_index = ? AND state = 'pending'",
                    (state, time.time(), by, comment, run_id, rows[0][0]))
@@ -222,10 +233,14 @@ class SqlStore(EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMi
 
     def approval(self, run_id: str, step_index: int) -> dict[str, Any] | None:
         cols = ("run_id", "step_index", "step", "message", "state", "requested_at", "deadline", "decided_at",
-                "decided_by", "comment")
+                "decided_by", "comment", "four_eyes")
         rows = self._exec(f"SELECT {', '.join(cols)} FROM approvals WHERE run_id = ? AND step_index = ?",
                           (run_id, step_index))
-        return dict(zip(cols, rows[0], strict=True)) if rows else None
+        if not rows:
+            return None
+        approval = dict(zip(cols, rows[0], strict=True))
+        approval["four_eyes"] = approval["four_eyes"] is None or bool(approval["four_eyes"])
+        return approval
 
     def expire_approval(self, run_id: str, step_index: int, reason: str) -> None:
         self._exec("UPDATE approvals SET state = 'expired', decided_at = ?, comment = ? "
