@@ -7,6 +7,7 @@ are: strings stay strings, and nothing of an event is ever rendered as a templat
 from __future__ import annotations
 
 import fnmatch
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class HostIndex:
         """``srv1``, ``srv1:9100``, ``10.0.0.11``, ``srv1.example.com`` → ``srv1``; None when unknown."""
         text = value.strip()
         candidates = [text]
-        m = re.fullmatch(r"\[([^\]]+)\](?::\d+)?|([^:]+):\d+", text)  # [v6]:port, name:port
+        m = _HOST_PORT.fullmatch(text)  # [v6]:port, name:port
         if m:
             candidates.append(m[1] or m[2])
         for c in list(candidates):
@@ -53,6 +54,15 @@ class HostIndex:
             if c in self.addresses:
                 return self.addresses[c]
         return None
+
+
+_HOST_PORT = re.compile(r"\[([^\]]+)\](?::\d+)?|([^:]+):\d+")
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex(pattern: str) -> re.Pattern[str]:
+    """A trigger's regex, compiled once (validated when the runbook was loaded)."""
+    return re.compile(pattern)
 
 
 def _is_ip(text: str) -> bool:
@@ -98,7 +108,7 @@ def extract(event: Event, ref: FieldRef) -> Any:
     value = event.get(ref.field)
     if ref.regex is None or value is None:
         return value
-    m = re.search(ref.regex, _bounded(value))
+    m = _regex(ref.regex).search(_bounded(value))
     if not m:
         return None
     return m.group(1) if m.re.groups else m.group(0)
@@ -111,7 +121,7 @@ def pattern_ok(pattern: Pattern, value: Any) -> bool:
     text = _bounded(value)
     for p in pattern if isinstance(pattern, list) else [pattern]:
         if p.startswith("~"):
-            if re.fullmatch(p[1:], text):
+            if _regex(p[1:]).fullmatch(text):
                 return True
         elif p == text or ("*" in p or "?" in p) and fnmatch.fnmatchcase(text, p):
             return True
@@ -129,7 +139,7 @@ def fires(trigger: EventTrigger, event: Event) -> bool:
         return False
     if m.host is not None and not pattern_ok(m.host, event.host):
         return False
-    if m.message is not None and not re.search(m.message, event.message):
+    if m.message is not None and not _regex(m.message).search(event.message):
         return False
     for space, wanted in (("labels", m.labels), ("annotations", m.annotations), ("data", m.data)):
         for key, pattern in wanted.items():
@@ -161,7 +171,7 @@ def evaluate(rule: Rule, event: Event, hosts: HostIndex) -> Match | None:
         value = extract(event, ref)
         if value is not None:  # absent: the param keeps its default
             params[name] = value
-    key = "|".join(str(extract(event, FieldRef(field=f))) for f in t.dedup.key)
+    key = "|".join(str(event.get(f)) for f in t.dedup.key)  # = extract(event, FieldRef(field=f))
     return Match(rule=rule, starts=starts, host=host, problem=problem, params=params, key=key)
 
 
