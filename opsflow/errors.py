@@ -5,7 +5,8 @@ OpsflowError
  │    ├── RunbookError     a runbook file is invalid; carries Diagnostics (file:line:col)
  │    ├── InventoryError   an inventory cannot be loaded or a pattern does not resolve
  │    ├── WindowClosed     a blackout is in force, or the run is outside its maintenance window
- │    └── FourEyesRefused  (approvals) the one who started a run may not approve it too
+ │    ├── FourEyesRefused  (approvals) the one who started a run may not approve it too
+ │    └── TooManyAttempts  (opsflow.auth.store) too many failed logins of a user from a peer: wait
  ├── EnvironmentProblem    the machine lacks something (a package, root); exit code 2
  ├── LabError              the local lab could not be built or driven
  ├── StoreError            the run store cannot be opened or written
