@@ -63,7 +63,9 @@ class Serve:
 
     @staticmethod
     def _verify(args: tuple[str, ...]) -> Any:
-        return args[args.index("--tls-cert") + 1] if "--tls-cert" in args else True
+        import ssl
+
+        return ssl.create_default_context(cafile=args[args.index("--tls-cert") + 1]) if "--tls-cert" in args else True
 
     def env(self) -> dict[str, str]:
         import os
@@ -76,7 +78,7 @@ class Serve:
         text = self.log.read_text()
         if self.proc.poll() is not None:
             raise AssertionError(f"serve exited with {self.proc.returncode}:\n{text}")
-        return next((ln for ln in text.splitlines() if "listening on http" in ln), None)
+        return next((ln for ln in text.splitlines() if "listening on http" in ln), None)  # http or https
 
     def cli(self, *args: str, timeout: float = 120) -> subprocess.Popen[str]:
         return subprocess.Popen([sys.executable, "-m", "opsflow", *args], stdout=subprocess.PIPE,
