@@ -284,7 +284,7 @@ def ensure_store(n: int, say: Callable[[str], None]) -> tuple[Path, dict[str, An
 
 
 ROLLUP_RESET = ("DELETE FROM rollup_days; DELETE FROM run_rollups; DELETE FROM host_rollups; DELETE FROM rollup_weeks; "
-                "DELETE FROM week_rollups; DELETE FROM host_week_rollups")
+                "DELETE FROM week_rollups; DELETE FROM host_week_rollups; DELETE FROM people_week_rollups")
 
 
 def reset_rollups(db: str) -> None:

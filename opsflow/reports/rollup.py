@@ -145,16 +145,35 @@ def _parse_hosts(text: str | None) -> dict[str, str]:
 
 
 def _add_raw(agg: Agg, row: tuple[Any, ...], clock: Clock | None) -> None:
+    """One run, as Agg.add would add it with its one-value sketches (added to, not merged: cheaper)."""
     _id, runbook, rb_hash, _trigger, status, check, started, ended, duration, hosts, _by = row
     agg.raw_runs += 1
-    sketch = wall = None
-    if status == "succeeded" and duration is not None:
-        wall = Sketch.of([duration])
-        sketch = Sketch.of([clock.elapsed(started, ended if ended is not None else started + duration)]) \
-            if clock is not None else wall
-    agg.add(day_of(started), runbook, rb_hash or "", status, bool(check), 1, sketch, wall, first=started)
+    rb = agg.runbook(runbook)
     if check:
+        rb.check_runs += 1
         return
+    rb.statuses[status] += 1
+    week_key = week_of(day_of(started))
+    week = agg.weeks.get(week_key)
+    if week is None:
+        week = agg.weeks[week_key] = Week()
+    week.statuses[status] += 1
+    rb_hash = rb_hash or ""
+    v = rb.versions.get(rb_hash)
+    if v is None:
+        v = rb.versions[rb_hash] = Version(first=started)
+    v.first = min(v.first, started)
+    v.runs += 1
+    v.finished += 1 if status in FINISHED else 0
+    if status == "succeeded":
+        v.succeeded += 1
+        if duration is not None:
+            value = clock.elapsed(started, ended if ended is not None else started + duration) \
+                if clock is not None else duration
+            rb.sketch.add(value)
+            rb.wall.add(duration)
+            week.sketch.add(value)
+            v.sketch.add(value)
     for host, hstatus in _host_statuses(hosts).items():
         agg.host_runs[(host, runbook)] += 1
         if hstatus in HOST_FAILED:

@@ -67,7 +67,8 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 # that must not pay for it). run_rollups.started_by is '=' + who started the run for the triggers people use
 # (not event, schedule, nor none), '' otherwise. A week (Monday's date) is rolled up once its 7 days are:
 # week_rollups (day: the first day of the week with such runs; sketch only for succeeded runs not in check
-# mode, '' otherwise) and host_week_rollups, rollup_weeks marks it done.
+# mode, '' otherwise), host_week_rollups (its index covers the sums per runbook and host of a report),
+# people_week_rollups (the runs people started, per run_rollups.started_by), rollup_weeks marks it done.
 KPI_REVIEWS_DDL = """
 CREATE TABLE IF NOT EXISTS run_rollups (
   day TEXT NOT NULL, runbook TEXT NOT NULL, runbook_hash TEXT NOT NULL, trigger TEXT NOT NULL, started_by TEXT NOT NULL,
@@ -85,6 +86,9 @@ CREATE TABLE IF NOT EXISTS week_rollups (
 CREATE TABLE IF NOT EXISTS host_week_rollups (
   week TEXT NOT NULL, runbook TEXT NOT NULL, host TEXT NOT NULL, runs INTEGER NOT NULL, failed INTEGER NOT NULL,
   PRIMARY KEY (week, runbook, host));
+CREATE INDEX IF NOT EXISTS host_week_rollups_sums ON host_week_rollups (runbook, host, week, runs, failed);
+CREATE TABLE IF NOT EXISTS people_week_rollups (
+  week TEXT NOT NULL, started_by TEXT NOT NULL, runs INTEGER NOT NULL, PRIMARY KEY (week, started_by));
 CREATE TABLE IF NOT EXISTS rollup_weeks (week TEXT PRIMARY KEY, runs INTEGER NOT NULL, rolled_at DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS reviews (
   id TEXT PRIMARY KEY, title TEXT NOT NULL, state TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,

@@ -131,6 +131,13 @@ host_week_rollups = Table(
     Column("week", Text, primary_key=True), Column("runbook", Text, primary_key=True),
     Column("host", Text, primary_key=True), Column("runs", Integer, nullable=False),
     Column("failed", Integer, nullable=False),
+    Index("host_week_rollups_sums", "runbook", "host", "week", "runs", "failed"),
+)
+
+people_week_rollups = Table(
+    "people_week_rollups", metadata,
+    Column("week", Text, primary_key=True), Column("started_by", Text, primary_key=True),
+    Column("runs", Integer, nullable=False),
 )
 
 rollup_weeks = Table(

@@ -1,5 +1,5 @@
 """run_rollups, host_rollups, rollup_days (and week_rollups, host_week_rollups, rollup_weeks): daily and weekly
-roll-ups of finished runs for KPI reports; the partial index of the backup results; reviews: lessons learned.
+roll-ups of finished runs for KPI reports (and people_week_rollups); the partial index of the backup results; reviews: lessons learned.
 
 Revision ID: 0005_kpi_and_reviews
 Revises: 0004_schedule_and_audit
@@ -24,8 +24,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("results_backups", "results")
+    op.drop_index("host_week_rollups_sums", "host_week_rollups")
     op.drop_index("runs_duration", "runs")
     op.drop_index("reviews_state", "reviews")
-    for table in ("reviews", "rollup_weeks", "host_week_rollups", "week_rollups", "rollup_days", "host_rollups",
+    for table in ("reviews", "rollup_weeks", "people_week_rollups", "host_week_rollups", "week_rollups", "rollup_days", "host_rollups",
                   "run_rollups"):
         op.drop_table(table)
