@@ -244,7 +244,7 @@ def test_the_console_end_to_end(service: Service, browser: Any, tmp_path: Path) 
     card = bob.locator(f"#approval-{run_id}")
     expect(card).to_contain_text("started by alice")
     shots(bob, "approvals-for-bob")
-    target = f"Approve rolling-restart run {run_id[:12]}"
+    target = f"Approve rolling-restart run {run_id}"
     for _ in range(40):
         bob.keyboard.press("Tab")
         if bob.evaluate("document.activeElement && document.activeElement.getAttribute('aria-label')") == target:
@@ -254,7 +254,7 @@ def test_the_console_end_to_end(service: Service, browser: Any, tmp_path: Path) 
     focus = bob.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert focus != "none", "the focused button shows no focus ring"
     shots(bob, "approve-focused-by-keyboard", full_page=False)
-    bob.get_by_label(f"Comment on run {run_id[:12]}").fill("checked with the app owner")
+    bob.get_by_label(f"Comment on run {run_id}").fill("checked with the app owner")
     bob.get_by_label(target).focus()
     bob.keyboard.press("Enter")
     expect(card).to_have_count(0)
@@ -284,7 +284,7 @@ def test_the_console_end_to_end(service: Service, browser: Any, tmp_path: Path) 
     alice.get_by_role("button", name="Filter").click()
     expect(alice).to_have_url(re.compile(r"status=succeeded"))
     expect(alice.locator("table.list tbody tr")).to_have_count(1)
-    expect(alice.locator("table.list")).to_contain_text(run_id[:12])
+    expect(alice.locator("table.list")).to_contain_text(run_id)
     shots(alice, "runs-filtered")
     alice.get_by_label("Status").select_option("failed")
     alice.get_by_role("button", name="Filter").click()

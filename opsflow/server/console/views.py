@@ -21,7 +21,7 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "partial": ("◐", "partial", "warn"), "abandoned": ("⚠", "abandoned", "warn"), "expired": ("⌛", "expired", "warn"),
     "canceled": ("⊘", "canceled", "muted"), "skipped": ("↷", "skipped", "muted"), "skip": ("↷", "skip", "muted"),
     "defer": ("→", "deferred", "warn"), "deferred": ("→", "deferred", "warn"),
-    "running": ("▶", "running", "live"), "waiting": ("⏸", "waiting for approval", "wait"),
+    "running": ("▶", "running", "live"), "waiting": ("‖", "waiting for approval", "wait"),
     "pending": ("·", "pending", "muted"),
 }
 FINISHED = {"succeeded", "partial", "failed", "canceled", "abandoned", "crashed"}
