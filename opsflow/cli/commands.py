@@ -366,24 +366,32 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    header = ("run", "runbook", "status", "trigger", "started", "duration", "hosts")
+    table_rows = []
+    for r in rows:
+        hosts = r["hosts"]
+        bad = sum(1 for s in hosts.values() if s in ("failed", "unreachable", "timeout"))
+        table_rows.append((*(safe(r[k]) for k in ("id", "runbook", "status", "trigger")),
+                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
+                           f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
+                           f"{len(hosts) - bad}/{len(hosts)} ok"))
+    if not sys.stdout.isatty():
+        # a pipe or a file: the same columns, plainly aligned — without importing rich and laying a table out
+        widths = [max([len(c), *(len(row[i]) for row in table_rows)]) for i, c in enumerate(header)]
+        for row in (header, tuple("-" * w for w in widths), *table_rows):
+            sys.stdout.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     # console_for's console, without importing opsflow.cli.render (it pulls in the runbook models: ~150 ms)
     console = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False)
-    if not console.is_terminal:
-        console = Console(file=sys.stdout, highlight=False, soft_wrap=True, emoji=False, width=max(console.width, 160))
     table = Table()
-    for col in ("run", "runbook", "status", "trigger", "started", "duration", "hosts"):
+    for col in header:
         table.add_column(col)
-    for r in rows:
-        hosts = r["hosts"]
-        bad = sum(1 for s in hosts.values() if s in ("failed", "unreachable", "timeout"))
-        table.add_row(*(Text(safe(r[k])) for k in ("id", "runbook", "status", "trigger")),
-                      time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"])),
-                      f"{r['duration']:.2f}s" if r["duration"] is not None else "-",
-                      f"{len(hosts) - bad}/{len(hosts)} ok")
+    for row in table_rows:
+        table.add_row(*(Text(v) for v in row[:4]), *row[4:])
     console.print(table)
 
 
