@@ -19,16 +19,44 @@ from pathlib import Path
 
 from opsflow.schedule.calendars import Calendar
 
+_CACHE: dict[str, tuple[tuple[tuple[str, int, int], ...], list[Calendar]]] = {}
+
 
 def governing_calendars(schedules_dir: str | Path, runbooks: str | Path | None = None) -> list[Calendar]:
-    """The scoped calendars of a schedules directory ([] when there is none)."""
-    path = Path(schedules_dir)
-    if not path.is_dir() or not _mentions_scope(path):
-        return []  # nothing governs unscheduled runs: no need to load (and import) the schedule machinery
-    from opsflow.schedule.loader import load_schedules
+    """The scoped calendars of a schedules directory ([] when there is none).
 
-    found = load_schedules(path, runbooks, check_runbooks=False)
-    return [c for c in found.calendars.values() if c.scope is not None]
+    Kept per directory while none of its files changed (names, sizes, modification times), so a
+    long-running process (the daemon, the service) plans each run without parsing the directory again.
+    """
+    path = Path(schedules_dir)
+    if not path.is_dir():
+        return []
+    stamp = _stamp(path)
+    key = str(path.resolve())
+    cached = _CACHE.get(key)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    calendars: list[Calendar] = []
+    if _mentions_scope(path):  # else nothing governs unscheduled runs: no need to load the schedule machinery
+        from opsflow.schedule.loader import load_schedules
+
+        found = load_schedules(path, runbooks, check_runbooks=False)
+        calendars = [c for c in found.calendars.values() if c.scope is not None]
+    if len(_CACHE) > 16:
+        _CACHE.clear()
+    _CACHE[key] = (stamp, calendars)
+    return calendars
+
+
+def _stamp(path: Path) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for f in sorted(path.rglob("*")):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        out.append((str(f), st.st_mtime_ns, st.st_size))
+    return tuple(out)
 
 
 def _mentions_scope(path: Path) -> bool:

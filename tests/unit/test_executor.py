@@ -21,6 +21,7 @@ from opsflow.planning import PlannedStep, RunRequest, build_plan, check_support
 from opsflow.results import HostStatus, RunError, RunStatus, StepResult
 from opsflow.store import open_store
 from opsflow.store.base import Store
+from tests.helpers import wait_for
 
 INVENTORY = """\
 all:
@@ -307,12 +308,17 @@ def test_a_window_closing_with_rollback_undoes_what_completed(engine: Engine, tm
               - name: undo
                 local: [rm, '{tmp_path}/changed-{{{{ inventory_hostname }}}}']
           - name: slow
-            local: [sleep, "1"]
+            local: [sh, -c, 'touch {tmp_path}/slow-{{{{ inventory_hostname }}}}; sleep 1']
           - name: never
             local: [touch, '{tmp_path}/never']
     """)
     executor = Executor(engine.store, grace=300)
-    threading.Timer(0.5, executor.request_cancel, ("window closed at 05:00", False, RunError.WINDOW_CLOSED, True)).start()
+
+    def close_the_window() -> None:  # while the slow step is in flight on both hosts, however loaded the machine
+        wait_for(lambda: len(list(tmp_path.glob("slow-*"))) == 2, 30, "the slow step to start")
+        executor.request_cancel("window closed at 05:00", False, RunError.WINDOW_CLOSED, True)
+
+    threading.Thread(target=close_the_window, daemon=True).start()
     result = engine.run(rb, executor)
     assert result.status == RunStatus.CANCELED and result.error_kind == RunError.WINDOW_CLOSED
     assert statuses(result, "slow") == {"h1": "changed", "h2": "changed"}  # the step in flight finished
