@@ -248,9 +248,11 @@ class KpiStoreMixin:
 
     def action_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
         """Rule actions of the events received in [since, until): ACTION_COLS + the run's runbook."""
-        return self._exec(f"SELECT {', '.join('a.' + c for c in ACTION_COLS)}, r.runbook FROM event_actions a JOIN "
-                          "events e ON e.id = a.event_id LEFT JOIN runs r ON r.id = a.run_id WHERE e.received_at >= ? "
-                          "AND e.received_at < ? AND e.check_mode = 0", (since, until))
+        # the runbook by a lookup per action (the primary key of runs): with a LEFT JOIN, PostgreSQL hashed every
+        # run of the store (1 M runs: 480 -> 250 ms); SQLite's plan is the same either way
+        return self._exec(f"SELECT {', '.join('a.' + c for c in ACTION_COLS)}, (SELECT r.runbook FROM runs r WHERE "
+                          "r.id = a.run_id) FROM event_actions a JOIN events e ON e.id = a.event_id WHERE "
+                          "e.received_at >= ? AND e.received_at < ? AND e.check_mode = 0", (since, until))
 
     def fire_rows(self, since: float, until: float) -> list[tuple[Any, ...]]:
         """(entry, slot, decision, reason, run_id, outcome) of the slots in [since, until)."""
