@@ -6,8 +6,10 @@
   none is found first, a ``pyproject.toml`` with a ``[tool.opsflow]`` table. Relative paths in it
   are relative to the file's directory.
 - **Environment**: ``OPSFLOW_HOME``, ``OPSFLOW_DB``, ``OPSFLOW_INVENTORY``, ``OPSFLOW_RUNBOOKS``,
-  ``OPSFLOW_SCHEDULES``, ``OPSFLOW_SERVICES``, ``OPSFLOW_BACKUPS``, ``OPSFLOW_BROKER``; ``OPSFLOW_PROJECT`` names the
-  project file explicitly (``none`` to use none).
+  ``OPSFLOW_SCHEDULES``, ``OPSFLOW_SERVICES``, ``OPSFLOW_BACKUPS``, ``OPSFLOW_BROKER``, ``OPSFLOW_SERVER``,
+  ``OPSFLOW_TOKEN_FILE``, ``OPSFLOW_CA_FILE``; ``OPSFLOW_PROJECT`` names the project file explicitly
+  (``none`` to use none). ``OPSFLOW_TOKEN`` (the API token itself) is read from the environment only —
+  never from a file that may be committed — and wins over ``token_file``; it is never shown.
 - **Command line**: options such as ``--db`` and ``--inventory`` (passed in as ``overrides``).
 
 Keys (file / environment / default):
@@ -21,6 +23,9 @@ schedules   OPSFLOW_SCHEDULES      ``schedules``
 services    OPSFLOW_SERVICES       ``services`` (service levels)
 backups     OPSFLOW_BACKUPS        ``<home>/backups``
 broker      OPSFLOW_BROKER         none (in-process execution)
+server      OPSFLOW_SERVER         none (the CLI uses the store; a URL: through that opsflow serve)
+token_file  OPSFLOW_TOKEN_FILE     none (the API token, in a file only its owner may read)
+ca_file     OPSFLOW_CA_FILE        none (the system's CAs verify the server's certificate)
 [daemon]    —                      listen, token_file, hmac_secret_file … (daemon options)
 [notify]    —                      contacts = {name = [Apprise URLs]}, routes = [{to, on = [kinds]}]
 =========== ====================== ===========================================
@@ -42,9 +47,12 @@ from typing import Any
 from opsflow.errors import UsageError
 
 PROJECT_FILE = "opsflow.toml"
-PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "services", "backups")
-KEYS = ("home", "db", "inventory", "runbooks", "schedules", "services", "backups", "broker")
+PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "services", "backups", "token_file", "ca_file")
+KEYS = ("home", "db", "inventory", "runbooks", "schedules", "services", "backups", "broker", "server", "token_file",
+        "ca_file")
+OPTIONAL = ("broker", "server", "token_file", "ca_file")  # no default: None when not set
 ENV = {key: f"OPSFLOW_{key.upper()}" for key in KEYS}
+TOKEN_ENV = "OPSFLOW_TOKEN"
 SECTIONS = ("daemon", "notify")
 
 
@@ -59,6 +67,10 @@ class Settings:
     backups: Path
     broker: str | None
     project_file: Path | None
+    server: str | None = None  # an opsflow serve URL: the CLI goes through its API
+    token_file: str | None = None
+    ca_file: str | None = None
+    token: str | None = field(default=None, repr=False)  # OPSFLOW_TOKEN: never shown
     daemon: Mapping[str, Any] = field(default_factory=dict)
     notify: Mapping[str, Any] = field(default_factory=dict)  # {contacts: {name: [apprise URLs]}, routes: [{to, on}]}
     sources: Mapping[str, str] = field(default_factory=dict)  # key → "default", the file, "OPSFLOW_…", "command line"
@@ -69,6 +81,8 @@ class Settings:
                 "backups": str(self.backups),
                 "broker": _redact_url(self.broker) if self.broker else None,
                 "project_file": str(self.project_file) if self.project_file else None,
+                "server": self.server, "token_file": self.token_file, "ca_file": self.ca_file,
+                "token": "****" if self.token else None,
                 "daemon": dict(self.daemon), "notify": {"contacts": sorted(self.notify.get("contacts", {})),
                                                         "routes": len(self.notify.get("routes", []))},
                 "sources": dict(self.sources)}
@@ -163,10 +177,12 @@ def resolve(overrides: Mapping[str, Any] | None = None, cwd: Path | None = None,
     for key, value in defaults.items():
         if key not in values:
             values[key], sources[key] = value, "default"
-    sources.setdefault("broker", "default")
+    for key in OPTIONAL:
+        sources.setdefault(key, "default")
     return Settings(home=home, db=values["db"], inventory=values["inventory"], runbooks=values["runbooks"],
                     schedules=values["schedules"], services=values["services"], backups=Path(values["backups"]).expanduser(),
-                    broker=values.get("broker"), project_file=project,
+                    broker=values.get("broker"), project_file=project, server=values.get("server"),
+                    token_file=values.get("token_file"), ca_file=values.get("ca_file"), token=env.get(TOKEN_ENV) or None,
                     daemon=dict(table.get("daemon", {})), notify=dict(table.get("notify", {})), sources=sources)
 
 
