@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.actions import ACTIONS
+from opsflow.approvals_notify import ApprovalNotices, Level, Waiting
 from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
 from opsflow.executor.observer import Observer
@@ -18,6 +20,8 @@ from opsflow.redact import Redactor, redact
 from opsflow.results import FAILING, NEVER_RETRIED, ErrorKind, HostStatus, RunResult, RunStatus, StepResult
 from opsflow.runbook import render
 from opsflow.store.base import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -243,18 +247,23 @@ class StepRunner:
         store.request_approval(run_id, ps.index, ps.step.name, message, deadline, four_eyes=spec.four_eyes)
         store.set_status(run_id, RunStatus.WAITING)
         self.ex.observer.waiting(run_id, ps, message, deadline)
+        notices = self._approval_notices(ps, spec, message, started, deadline)
         decision: dict[str, Any] | None = None
-        while True:
-            decision = store.approval(run_id, ps.index)
-            if decision and decision["state"] != "pending":
-                break
-            if self.ex.cancel.is_set() or time.time() >= deadline:
-                reason = self.ex.cancel_reason() if self.ex.cancel.is_set() else (
-                    f"no decision within {spec.timeout:g} s: denied")
-                store.expire_approval(run_id, ps.index, reason)
+        try:
+            while True:
                 decision = store.approval(run_id, ps.index)
-                break
-            self.ex.cancel.wait(0.2)
+                if decision and decision["state"] != "pending":
+                    break
+                if self.ex.cancel.is_set() or time.time() >= deadline:
+                    reason = self.ex.cancel_reason() if self.ex.cancel.is_set() else (
+                        f"no decision within {spec.timeout:g} s: denied")
+                    store.expire_approval(run_id, ps.index, reason)
+                    decision = store.approval(run_id, ps.index)
+                    break
+                self.ex.cancel.wait(0.2)
+        finally:
+            if notices is not None:
+                notices.stop()
         store.set_status(run_id, RunStatus.RUNNING)
         assert decision is not None
         approved = decision["state"] == "approved"
@@ -266,6 +275,23 @@ class StepRunner:
                           + (f" by {decision['decided_by']}" if decision["decided_by"] else "")
                           + (f": {decision['comment']}" if decision["comment"] else ""),
                           started_at=started, ended_at=time.time()))
+
+    def _approval_notices(self, ps: PlannedStep, spec: Any, message: str, started: float,
+                          deadline: float) -> ApprovalNotices | None:
+        """The runbook's owners told now, the escalation levels later (on a thread: never blocks the run)."""
+        plan = self.state.plan
+        owners = plan.loaded.runbook.owners
+        if not owners and not spec.escalate:
+            return None
+        waiting = Waiting(self.state.run_id, ps.index, plan.name, ps.step.name, message, plan.request.started_by,
+                          started, deadline)
+        levels = [Level(e.after, tuple(e.to)) for e in spec.escalate]
+        try:
+            return ApprovalNotices(self.ex.store, waiting, owners, levels, self.state.redactor).start()
+        except Exception as exc:  # noqa: BLE001 - telling people must never fail the run
+            log.warning("run %s: approval notifications not sent: %s", self.state.run_id,
+                        self.state.redactor.text(str(exc)))
+            return None
 
     # ---- sub-runbooks ----------------------------------------------------------------
     def _sub_runbook(self, ps: PlannedStep, tasks: list[HostTask], emit: Callable[[StepResult], None]) -> None:

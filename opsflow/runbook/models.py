@@ -17,12 +17,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 
-from opsflow.events.models import Triggers, Whole, whole
+from opsflow.events.models import Duration, Triggers, Whole, whole
 from opsflow.runbook import schemadecl as js
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -283,12 +284,40 @@ class RestoreAction(_Model):
         return {} if value is None or value is True else value
 
 
+Recipient = Annotated[str, Field(min_length=1, description="a user, a [notify] contact or team, or an Apprise URL")]
+
+
+class Escalation(_Model):
+    after: Duration = Field(description="still pending this long after the request: notify `to`")
+    to: list[Recipient] = Field(min_length=1, description="users, [notify] contacts or teams, Apprise URLs")
+
+
 class ApproveAction(_Model):
     model_config = ConfigDict(json_schema_extra=js.shorthand(
         {"type": "string", "description": "the message"}, {"type": "null"}, {"const": True}))
     message: str = "Approve to continue"
     timeout: float = Field(3600, gt=0, description="seconds to wait; no decision by then means deny")
     four_eyes: bool = Field(True, description="who started the run may not approve it (false: may)")
+    escalate: list[Escalation] = Field(
+        [], description="who else hears of the approval when it is still pending after each `after` "
+                        "(ascending, each before the timeout); the runbook's owners hear of it at once")
+
+    @field_validator("escalate")
+    @classmethod
+    def _escalate(cls, value: list[Escalation], info: ValidationInfo) -> list[Escalation]:
+        timeout = info.data.get("timeout")
+        previous = 0.0
+        for level in value:
+            if level.after <= 0:
+                raise ValueError("escalate after 0 s: an escalation needs a time to wait, e.g. 15m")
+            if timeout is not None and level.after >= timeout:
+                raise ValueError(f"escalate after {level.after:g} s: not before the approval's timeout "
+                                 f"({timeout:g} s), when it is denied")
+            if level.after <= previous:
+                raise ValueError(f"escalate after {level.after:g} s: the levels must be in ascending order "
+                                 f"(the one before is {previous:g} s)")
+            previous = level.after
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -427,6 +456,8 @@ class Step(_Model):
 class Runbook(_Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
+    owners: list[Recipient] = Field(
+        [], description="who is asked for this runbook's approvals: users, [notify] contacts or teams, Apprise URLs")
     targets: str = Field(min_length=1, description="inventory pattern: group, host, a:b, a:!b, a:&b")
     params: dict[str, Param] = Field({}, json_schema_extra={"propertyNames": {"pattern": IDENT}})
     concurrency: Whole = Field(20, ge=1, le=1000)
