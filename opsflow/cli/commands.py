@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from opsflow.cli.options import db_opt, inventory_opt, parse_since
+from opsflow.cli.options import db_opt, inventory_opt, parse_since, remote_options
 from opsflow.errors import FourEyesRefused, RunbookError, UsageError
 from opsflow.results import RunStatus
 from opsflow.textsafe import for_terminal as safe
@@ -146,11 +146,18 @@ def _outputs(fn: Any) -> Any:
               help="start even in a blackout or outside the maintenance window (needs --reason; audited)")
 @click.option("--reason", default=None, metavar="TEXT", help="why the window is overridden (recorded with who)")
 @_outputs
+@remote_options
 def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
         check: bool, strict: bool, trigger: str | None, override_window: bool, reason: str | None, as_json: bool,
-        junit: str | None, quiet: bool) -> None:
+        junit: str | None, quiet: bool, server: str | None, ca_file: str | None) -> None:
     """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
+    from opsflow.cli import remote
     from opsflow.planning import RunRequest, default_inventory
+
+    if client := remote.connect(server, ca_file):  # through opsflow serve: RUNBOOK is a name of its runbooks
+        remote.refuse_local({"--inventory": inventory, "--db": db, "--strict": strict, "--trigger": trigger,
+                             "--override-window": override_window})
+        return remote.run(client, runbook, parse_extra(extra), limit, check, as_json, junit, quiet)
 
     if strict and not check:
         raise UsageError("--strict only applies with --check")
@@ -169,10 +176,17 @@ def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str 
 @db_opt
 @click.option("--force", is_flag=True, help="resume even though the runbook file changed since the run")
 @_outputs
+@remote_options
 def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_json: bool, junit: str | None,
-           quiet: bool) -> None:
+           quiet: bool, server: str | None, ca_file: str | None) -> None:
     """Continue a failed, partial, canceled or abandoned run from the steps it did not complete."""
     import hashlib
+
+    from opsflow.cli import remote
+
+    if client := remote.connect(server, ca_file):  # the server resumes it, from its runbooks directory
+        remote.refuse_local({"--db": db})
+        return remote.resume(client, run_id, parse_extra(extra), force, as_json, junit, quiet)
 
     from opsflow.planning import RunRequest
     from opsflow.resume import resume_target
@@ -227,8 +241,13 @@ def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) ->
 @click.argument("run_id")
 @click.option("--comment", "-m", default=None)
 @db_opt
-def approve(run_id: str, comment: str | None, db: str | None) -> None:
+@remote_options
+def approve(run_id: str, comment: str | None, db: str | None, server: str | None, ca_file: str | None) -> None:
     """Let a run waiting at an approval step go on."""
+    from opsflow.cli import remote
+
+    if client := remote.connect(server, ca_file):
+        return remote.decide(client, run_id, True, comment)
     _decide(run_id, True, comment, db)
 
 
@@ -236,8 +255,13 @@ def approve(run_id: str, comment: str | None, db: str | None) -> None:
 @click.argument("run_id")
 @click.option("--comment", "-m", default=None)
 @db_opt
-def deny(run_id: str, comment: str | None, db: str | None) -> None:
+@remote_options
+def deny(run_id: str, comment: str | None, db: str | None, server: str | None, ca_file: str | None) -> None:
     """Stop a run waiting at an approval step."""
+    from opsflow.cli import remote
+
+    if client := remote.connect(server, ca_file):
+        return remote.decide(client, run_id, False, comment)
     _decide(run_id, False, comment, db)
 
 
@@ -355,14 +379,19 @@ def list_runbooks(paths: tuple[str, ...]) -> None:
 @click.option("--limit", "-n", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @db_opt
+@remote_options
 def history(runbook: str | None, status: str | None, since: str | None, limit: int, as_json: bool,
-            db: str | None) -> None:
+            db: str | None, server: str | None, ca_file: str | None) -> None:
     """Past runs, newest first."""
+    from opsflow.cli import remote
     from opsflow.store import open_store
 
-    store = open_store(db)
-    rows = store.history(runbook=runbook, status=status, since=parse_since(since) if since else None, limit=limit)
-    store.close()
+    if client := remote.connect(server, ca_file):
+        rows = remote.history(client, runbook, status, parse_since(since) if since else None, limit)
+    else:
+        store = open_store(db)
+        rows = store.history(runbook=runbook, status=status, since=parse_since(since) if since else None, limit=limit)
+        store.close()
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -400,18 +429,24 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--verbose", "-v", is_flag=True, help="print every output in full")
 @db_opt
-def show(run_id: str, as_json: bool, verbose: bool, db: str | None) -> None:
+@remote_options
+def show(run_id: str, as_json: bool, verbose: bool, db: str | None, server: str | None, ca_file: str | None) -> None:
     """One run: steps × hosts with durations and outputs."""
+    from opsflow.cli import remote
     from opsflow.cli.render import run_json, show_run
     from opsflow.store import open_store
 
-    store = open_store(db)
-    record = store.get_run(run_id)
-    if record is None:
-        raise UsageError(f"no run {run_id!r} in {store.url} (see opsflow history)")
-    results = store.results(record["id"])
-    event = store.event_for_run(record["id"])  # the event that started it (opsflow daemon), if any
-    store.close()
+    record: dict[str, Any] | None
+    if client := remote.connect(server, ca_file):
+        record, results, event = remote.detail(client, run_id)
+    else:
+        store = open_store(db)
+        record = store.get_run(run_id)
+        if record is None:
+            raise UsageError(f"no run {run_id!r} in {store.url} (see opsflow history)")
+        results = store.results(record["id"])
+        event = store.event_for_run(record["id"])  # the event that started it (opsflow daemon), if any
+        store.close()
     if as_json:
         click.echo(run_json({**record, "event": event} if event else record, results))
     else:

@@ -79,3 +79,21 @@ def parse_budget(text: str) -> tuple[int, float]:
         return int(m[1]), parse_duration(m[2])
     except ValueError:
         raise UsageError(f"--budget {text!r}: expected RUNS/WINDOW, e.g. 20/1h") from None
+
+
+# the CLI through `opsflow serve` (opsflow.cli.remote): run, resume, approve, deny, history, show
+REMOTE_OPTIONS: tuple[Callable[[Any], Any], ...] = (
+    click.option("--server", default=None, metavar="URL",
+                 help="through this opsflow serve's API, not the store [env OPSFLOW_SERVER, project file "
+                      "`server`]; the token from OPSFLOW_TOKEN or OPSFLOW_TOKEN_FILE (mode 0600)"),
+    click.option("--ca-file", default=None, type=click.Path(dir_okay=False), metavar="PEM",
+                 help="with --server: the CA that signed its certificate [env OPSFLOW_CA_FILE; default: the "
+                      "system's CAs]"),
+)
+
+
+def remote_options(f: F) -> F:
+    """Apply REMOTE_OPTIONS (--server, --ca-file)."""
+    for option in reversed(REMOTE_OPTIONS):
+        f = option(f)
+    return f
