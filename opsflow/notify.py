@@ -22,8 +22,8 @@ Guarantees:
   misconfigured target is a failed Delivery with its (masked) error, and every target is sent
   concurrently within ``timeout`` seconds, after which those still going are reported as timed out.
 
-Escalation (``escalate(contacts, after)``: notify a second line when nobody acknowledged within
-``after`` seconds) is not built yet: it needs acknowledgements recorded in the store first.
+Escalation of an approval nobody answered (a runbook's ``owners``, an approval step's ``escalate``
+levels) is :mod:`opsflow.approvals_notify`: its acknowledgement is the approval decided in the store.
 """
 
 from __future__ import annotations
