@@ -82,3 +82,18 @@ def test_recipients_resolve_users_contacts_groups_and_urls(tmp_path: Path) -> No
 
 def test_durations_for_humans() -> None:
     assert [for_humans(s) for s in (2, 90, 900, 5400, 172800)] == ["2 s", "1.5 min", "15 min", "1.5 h", "2 d"]
+
+
+def test_the_notification_says_how_to_approve_and_links_the_console(tmp_path: Path) -> None:
+    from opsflow.approvals_notify import ApprovalNotices, Waiting
+    from opsflow.notify import render
+    from opsflow.redact import Redactor
+
+    waiting = Waiting("r42", 0, "patch", "go?", "go ahead with s3cr3t-value?", "alice", 1000.0, 1000.0 + 3600)
+    redactor = Redactor(["s3cr3t-value"])
+    notices = ApprovalNotices(open_store(str(tmp_path / "s.db")), waiting, ["ops"], [], redactor, contacts={},
+                              server="https://ops.example.org:8443")
+    title, body = render(notices.notification(900), redactor)
+    assert title.startswith("escalated: not answered in 15 min") and "run r42" in title
+    assert "opsflow approve r42" in body and "Started by: alice" in body
+    assert "console: https://ops.example.org:8443/runs/r42" in body and "s3cr3t-value" not in body
