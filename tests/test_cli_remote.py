@@ -52,8 +52,8 @@ class Remote:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
-        env.update(OPSFLOW_HOME=str(self.home / "nostore"), OPSFLOW_PROJECT="none", PYTHONPATH=str(ROOT),
-                   COLUMNS="200", **extra)
+        env.update({"OPSFLOW_HOME": str(self.home / "nostore"), "OPSFLOW_PROJECT": "none", "PYTHONPATH": str(ROOT),
+                    "COLUMNS": "200", **extra})
         return env
 
     def cli_local(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -232,3 +232,18 @@ def test_a_closed_port_and_an_untrusted_certificate_are_named(remote: Remote, tm
         assert json.loads(trusted.stdout) == [] and token not in trusted.stdout + trusted.stderr + untrusted.stderr
     finally:
         tls.stop()
+
+
+def test_the_project_file_names_the_server_and_the_token_file(remote: Remote, tmp_path: Path) -> None:
+    (tmp_path / "ops.token").write_text(remote.tokens["bob"] + "\n")
+    (tmp_path / "ops.token").chmod(0o600)
+    project = tmp_path / "opsflow.toml"
+    project.write_text(f'server = "{remote.serve.url}"\ntoken_file = "ops.token"\n')  # relative to the file
+    env = remote.env(OPSFLOW_PROJECT=str(project))
+    proc = subprocess.run([sys.executable, "-m", "opsflow", "history", "--json", "--runbook", "gated"],
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert {r["started_by"] for r in json.loads(proc.stdout)} == {"alice", "bob"}
+    local = subprocess.run([sys.executable, "-m", "opsflow", "history", "--json"], capture_output=True, text=True,
+                           cwd=ROOT, env=remote.env(), timeout=60)
+    assert local.returncode == 0 and json.loads(local.stdout) == []  # no server: this machine's (empty) store
