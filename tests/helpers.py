@@ -201,3 +201,25 @@ def smtp_server(password: str) -> Iterator[tuple[Mailbox, int]]:
         yield box, port
     finally:
         controller.stop()
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package (make setup installs it); Playwright drives it
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium through Playwright: skipped where it is not installed, a failure in CI."""
+    import pytest
+
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (make setup installs Debian's chromium)", pytrace=False)
+        pytest.skip(f"{CHROMIUM} is not installed (make setup installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -23,13 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, wait_for
-
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing (make setup installs Debian's chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (make setup installs it)", allow_module_level=True)
+from tests.helpers import ROOT, chromium, wait_for
 
 PASSWORDS = {"alice": "alice-correct-horse", "bob": "bob-battery-staple"}
 RUNBOOK = """name: rolling-restart
@@ -139,14 +133,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as b:
+        yield b
 
 
 class Shots:

@@ -7,7 +7,6 @@ string must not run, and the full-page screenshot must show something other than
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,26 +14,14 @@ from typing import Any
 import pytest
 
 from opsflow.reports.html import render_html
+from tests.helpers import chromium
 from tests.unit.test_report_render import empty_report, hostile_report, sample_report
-
-CHROMIUM = "/usr/bin/chromium"
-
-if not Path(CHROMIUM).exists():
-    if os.environ.get("CI"):
-        pytest.fail(f"{CHROMIUM} is missing (make setup installs Debian's chromium)", pytrace=False)
-    pytest.skip(f"{CHROMIUM} is not installed (make setup installs it)", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as b:
+        yield b
 
 
 class Page:

@@ -33,7 +33,7 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     from opsflow.events.daemon import Daemon, Settings
     from opsflow.events.server import Auth, Listener, parse_address, require_auth
     from opsflow.planning import default_inventory
-    from opsflow.server.startup import make_scheduler
+    from opsflow.server.startup import make_scheduler, reload
     from opsflow.store import open_store
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -68,20 +68,7 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
         stop.set()
 
     def on_reload(_signum: int, _frame: Any) -> None:
-        try:
-            loaded = core.load()
-            logging.getLogger("opsflow.daemon").info("reloaded %d rule(s)", len(loaded))
-        except Exception as exc:  # noqa: BLE001 - keep the rules we have
-            logging.getLogger("opsflow.daemon").error("reload refused, keeping the current rules:\n%s", exc)
-        if scheduler is not None:
-            from opsflow.schedule.loader import load_schedules
-
-            try:
-                scheduler.reload(load_schedules(scheduler.schedules.directory, runbooks))
-                logging.getLogger("opsflow.scheduler").info("reloaded %d schedule entries", len(scheduler.entries))
-            except Exception as exc:  # noqa: BLE001 - keep the schedule we have
-                logging.getLogger("opsflow.scheduler").error("reload refused, keeping the current schedule:\n%s",
-                                                             exc)
+        reload(core, scheduler, runbooks)
 
     for s in (signal.SIGTERM, signal.SIGINT):
         signal.signal(s, on_stop)
