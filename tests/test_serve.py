@@ -70,7 +70,7 @@ class Serve:
     def env(self) -> dict[str, str]:
         import os
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPSFLOW_") and k != "CI"}  # a CI run is trigger "ci"
         env.update(OPSFLOW_HOME=str(self.home), OPSFLOW_PROJECT="none", PYTHONPATH=str(ROOT))
         return env
 
