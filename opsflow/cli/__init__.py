@@ -123,17 +123,24 @@ def _project_defaults() -> dict[str, dict[str, object]] | None:
     if settings.project_file is None:
         return None
     daemon: dict[str, object] = {k.replace("-", "_"): v for k, v in settings.daemon.items()}
+    serve: dict[str, object] = dict(daemon)  # [daemon] sets up `opsflow serve` too (plus its own tls_*)
     if daemon:
         from opsflow.cli.daemon import daemon as command
+        from opsflow.cli.serve import serve as serve_command
 
-        known = sorted(p.name for p in command.params if p.name)
+        of_daemon = {p.name for p in command.params if p.name}
+        of_serve = {p.name for p in serve_command.params if p.name}
+        known = sorted(of_daemon | of_serve)
         unknown = sorted(set(daemon) - set(known))
         if unknown:
             raise UsageError(f"{settings.project_file}: [daemon] has unknown setting(s) {', '.join(unknown)} "
                              f"(known: {', '.join(known)})")
+        daemon = {k: v for k, v in daemon.items() if k in of_daemon}
+        serve = {k: v for k, v in serve.items() if k in of_serve}
     if settings.sources.get("runbooks") != "default":
         daemon.setdefault("runbooks", settings.runbooks)
-    return {"daemon": daemon}
+        serve.setdefault("runbooks", settings.runbooks)
+    return {"daemon": daemon, "serve": serve}
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -77,8 +77,9 @@ def test_project_file_gives_the_daemon_its_defaults_below_the_command_line(tmp_p
         return subprocess.run([sys.executable, "-m", "opsflow", *args], capture_output=True, text=True,
                               cwd=tmp_path, env={**env, "COLUMNS": "200"})
 
-    shown = "".join(opsflow("daemon", "--help").stdout.split())  # help text wraps: compare without spaces
-    assert "[default:7;1<=x<=256]" in shown and f"[default:{tmp_path / 'rb'}]" in shown
+    for command in ("daemon", "serve"):  # [daemon] sets up both
+        shown = "".join(opsflow(command, "--help").stdout.split())  # help text wraps: compare without spaces
+        assert "[default:7;1<=x<=256]" in shown and f"[default:{tmp_path / 'rb'}]" in shown, command
     (tmp_path / "opsflow.toml").write_text("[daemon]\nwrokers = 7\n")
     bad = opsflow("daemon", "--help")
     assert bad.returncode == 2 and "unknown setting(s) wrokers" in bad.stderr and "Traceback" not in bad.stderr
