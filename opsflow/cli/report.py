@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,16 +28,10 @@ def render(report: dict[str, Any], fmt: str) -> str:
 
 
 def write_atomic(path: str, content: str) -> None:
-    """Write all of it or nothing: a temporary file beside the target, then a rename."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write all of it or nothing (the one atomic writer of the CLI: opsflow.cli.metrics_cmd)."""
+    from opsflow.cli.metrics_cmd import write_atomically
+
+    write_atomically(Path(path), content.encode("utf-8"))
 
 
 def build(db: str | None, since: str, until: str | None, service: str | None, hours: str | None) -> dict[str, Any]:
