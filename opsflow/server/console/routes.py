@@ -216,27 +216,34 @@ def _event_brief(event: dict[str, Any] | None) -> dict[str, Any] | None:
     return brief
 
 
-@router.get("/runs/{run_id}/live")
-def run_live(request: Request, run_id: str) -> Response:
-    """The parts of a run's page that change while it runs (header, actions, grid, approvals), as HTML."""
+def _live_run(request: Request, run_id: str) -> Response | tuple[Any, dict[str, Any]]:
+    """The viewer and the run's page context, or the plain-text answer of a fragment request (401/404)."""
     viewer = viewer_of(request)
     if viewer is None:
         return Response("session ended", status_code=401, media_type="text/plain")
     ctx = _run_context(request, viewer, run_id)
     if ctx is None:
         return Response("no such run", status_code=404, media_type="text/plain")
+    return viewer, ctx
+
+
+@router.get("/runs/{run_id}/live")
+def run_live(request: Request, run_id: str) -> Response:
+    """The parts of a run's page that change while it runs (header, actions, grid, approvals), as HTML."""
+    found = _live_run(request, run_id)
+    if isinstance(found, Response):
+        return found
+    viewer, ctx = found
     return render(request, "run_live.html", viewer, **ctx)
 
 
 @router.get("/runs/{run_id}/output")
 def cell_output(request: Request, run_id: str) -> Response:
     """One cell's output (stdout/stderr as the store keeps them: already redacted), as an HTML fragment."""
-    viewer = viewer_of(request)
-    if viewer is None:
-        return Response("session ended", status_code=401, media_type="text/plain")
-    ctx = _run_context(request, viewer, run_id)
-    if ctx is None:
-        return Response("no such run", status_code=404, media_type="text/plain")
+    found = _live_run(request, run_id)
+    if isinstance(found, Response):
+        return found
+    viewer, ctx = found
     selected = _selected_cell(request, ctx)
     return render(request, "output.html", viewer, run=ctx["run"], selected=selected, status=views.status)
 
