@@ -23,7 +23,7 @@ system:
 $(BIN)/opsflow: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,celery]'
 	@touch $(BIN)/opsflow
 
 venv: $(BIN)/opsflow
