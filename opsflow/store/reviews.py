@@ -139,6 +139,26 @@ class ReviewStoreMixin:
                           (run_id,))
         return [dict(zip(_APPROVAL_COLS, r, strict=True)) for r in rows]
 
+    def pending_approvals(self, limit: int = 200) -> list[dict[str, Any]]:
+        """Approvals still waiting for a decision, across runs, oldest first, each with its run's brief (``run``:
+        id, runbook, trigger, started_by, status, started_at, hosts): the console's inbox."""
+        acols = ("run_id", "step_index", "step", "message", "state", "requested_at", "deadline", "four_eyes")
+        rcols = ("id", "runbook", "trigger", "started_by", "status", "started_at", "hosts")
+        rows = self._exec(f"SELECT {', '.join('a.' + c for c in acols)}, {', '.join('r.' + c for c in rcols)} "
+                          "FROM approvals a JOIN runs r ON r.id = a.run_id WHERE a.state = 'pending' "
+                          "ORDER BY a.requested_at, a.run_id LIMIT ?", (limit,))
+        out = []
+        for row in rows:
+            approval = dict(zip(acols, row[:len(acols)], strict=True))
+            run = dict(zip(rcols, row[len(acols):], strict=True))
+            try:
+                run["hosts"] = json.loads(run["hosts"] or "{}")
+            except ValueError:
+                run["hosts"] = {}
+            approval["run"] = run
+            out.append(approval)
+        return out
+
     def audit_entries(self, action: str, target: str | None = None, since: float | None = None,
                       limit: int = 1000) -> list[dict[str, Any]]:
         """Audit entries of one action, oldest first; ``target`` matched exactly, or as a prefix ending in ``*``."""

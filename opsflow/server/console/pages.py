@@ -14,7 +14,6 @@ from starlette.responses import HTMLResponse, Response
 
 from opsflow.auth import allowed, four_eyes_refusal
 from opsflow.server.console import views
-from opsflow.server.console.queries import pending_approvals
 from opsflow.server.console.web import render, store_of, to_login, viewer_of
 
 router = APIRouter(include_in_schema=False)
@@ -165,7 +164,7 @@ def approvals_page(request: Request) -> Response:
     p = viewer.principal
     mine: list[dict[str, Any]] = []
     others: list[dict[str, Any]] = []
-    for a in pending_approvals(store_of(request)):
+    for a in store_of(request).pending_approvals():
         run = a["run"]
         required = a.get("four_eyes")
         why = four_eyes_refusal(p.name, run.get("started_by"), required=required is None or bool(required))
