@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -151,13 +153,55 @@ def rollup_counts(store: SqlStore) -> list[RunCount]:
     return out + run_counts(store, since=day_start(str(last)) + DAY)
 
 
-def service_levels(store: SqlStore) -> list[dict[str, Any]]:
-    """Every objective of the services directory in force, each over its own window ending now, in the
-    shape of the ``objectives`` callable (none without a services directory)."""
-    from opsflow.reports.kpi import objective_status
+_SERVICES: dict[tuple[str, str, str], tuple[tuple[Any, ...], Any]] = {}  # dirs → (their files' stat, ServiceSet)
+_SERVICES_LOCK = threading.Lock()
+
+
+def _files_stat(*directories: str) -> tuple[Any, ...]:
+    """(path, mtime, size) of every directory and file under ``directories``: what changes when a file is
+    edited, added, renamed or removed. A few stat calls, no parsing."""
+    out: list[Any] = []
+    for top in directories:
+        for root, dirs, files in os.walk(top):
+            dirs.sort()
+            for name in [".", *sorted(files)]:
+                path = os.path.join(root, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                out.append((path, st.st_mtime_ns, st.st_size))
+        out.append(top)
+    return tuple(out)
+
+
+def configured_services() -> Any:
+    """The services of the settings in force (:func:`opsflow.slo.loader.load_configured`), loaded again
+    only when a file of the services, runbooks or schedules directory changed: a scrape does not parse
+    YAML. A set that does not load raises every time (nothing is cached)."""
+    from opsflow.settings import current
     from opsflow.slo.loader import load_configured
 
+    cfg = current()
+    key = (str(cfg.services), str(cfg.runbooks), str(cfg.schedules))
+    seen = _files_stat(*key)
+    with _SERVICES_LOCK:
+        cached = _SERVICES.get(key)
+    if cached is not None and cached[0] == seen:
+        return cached[1]
     services = load_configured()
+    with _SERVICES_LOCK:
+        _SERVICES[key] = (seen, services)
+    return services
+
+
+def service_levels(store: SqlStore) -> list[dict[str, Any]]:
+    """Every objective of the services directory in force, each over its own window ending now, in the
+    shape of the ``objectives`` callable (none without a services directory). The services are read
+    again only when their files change (:func:`configured_services`)."""
+    from opsflow.reports.kpi import objective_status
+
+    services = configured_services()
     if not services.services:
         return []
     return [{"service": r["service"], "objective": r["name"], "runbook": "", "target": r["target"],
