@@ -25,6 +25,7 @@ class RunStatus(StrEnum):
     CANCELED = "canceled"
     ABANDONED = "abandoned"  # the process running it died (found by a later start)
     CRASHED = "crashed"  # a failure of opsflow itself, not of the work: a bug to report
+    INTERRUPTED = "interrupted"  # a worker died in a step that is not idempotent: a person resumes or abandons
 
 
 class ErrorKind(StrEnum):
@@ -53,6 +54,7 @@ class ErrorKind(StrEnum):
     RESTORE_NOT_VERIFIED = "RestoreNotVerified"
     SUB_RUNBOOK_FAILED = "SubRunbookFailed"
     NOT_RUN = "NotRun"
+    INTERRUPTED = "Interrupted"  # in flight on a worker that died; not idempotent, so not run again by itself
     INVALID = "InvalidInput"  # an opsflow error (bad input) found while running the step
     INTERNAL = "InternalError"  # a bug of opsflow or a library it drives: the message names the exception
 

@@ -382,6 +382,9 @@ ACTION_KEYS = ("ansible", "command", "network.command", "network.config", "verif
 _BARE_ACTIONS = ("approve", "network.backup", "network.restore", "restore")  # `key:` alone, or `key: true`
 
 
+QUEUE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # a Celery queue name (opsflow.dispatch.placement)
+
+
 class Step(_Model):
     model_config = ConfigDict(json_schema_extra=js.exactly_one(ACTION_KEYS, null_is_absent=False, strip_null=True))
     name: str = Field(min_length=1)
@@ -393,6 +396,10 @@ class Step(_Model):
     register_as: str | None = Field(None, alias="register", pattern=IDENT,
                                     description="name this step's result for later steps")
     ignore_errors: bool = False
+    idempotent: bool = Field(False, description="safe to run again: re-run on another worker when the one "
+                                                "running it died mid-step (else the host is marked interrupted)")
+    queue: str | None = Field(None, pattern=QUEUE, description="the worker queue that runs this step "
+                                                              "(--dispatch celery); default: the host's")
     changed_when: str | bool | None = None
     failed_when: str | bool | None = None
     # actions: exactly one
@@ -469,6 +476,8 @@ class Runbook(_Model):
     max_fail_percentage: float | None = Field(
         None, ge=0, le=100, description="stop starting batches once more than this % of a batch failed")
     lock: Lock | None = Field(None, description="true (per host), 'runbook', or {scope, wait}")
+    queue: str | None = Field(None, pattern=QUEUE, description="the worker queue of its hosts (--dispatch "
+                              "celery), below a host's or group's `opsflow_queue` variable")
     gather_facts: bool = Field(False, description="collect `facts` (hostname, kernel, os, cpus, memory) from "
                                                  "servers before the first step")
     triggers: Triggers | None = Field(None, description="events that start this runbook (`opsflow daemon`)")
