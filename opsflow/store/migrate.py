@@ -26,7 +26,7 @@ from typing import Any
 from opsflow.errors import StoreError
 
 REVISIONS = ("0001_baseline", "0002_history_indexes", "0003_run_error_kind", "0004_schedule_and_audit",
-             "0005_kpi_and_reviews", "0006_users_and_tokens")  # oldest first
+             "0005_kpi_and_reviews", "0006_users_and_tokens", "0007_dispatch_leases")  # oldest first
 HEAD = REVISIONS[-1]
 BASELINE = REVISIONS[0]
 SCRIPTS = Path(__file__).parent / "migrations"
@@ -93,9 +93,10 @@ def upgrade(run: Exec, url: str, raw_url: str, dialect: str) -> tuple[str | None
 def _create(run: Exec, dialect: str) -> None:
     """An empty store: the baseline, then what the later migrations add, stamped at HEAD."""
     from opsflow.store.ddl import AUTH_DDL, BASELINE_DDL, KPI_REVIEWS_DDL, SCHEDULE_AUDIT_DDL, statements
+    from opsflow.store.leases import DISPATCH_DDL
 
-    todo = statements(BASELINE_DDL + HEAD_DDL + SCHEDULE_AUDIT_DDL + ";" + KPI_REVIEWS_DDL + ";" + AUTH_DDL,
-                      dialect == "postgres")
+    todo = statements(BASELINE_DDL + HEAD_DDL + SCHEDULE_AUDIT_DDL + ";" + KPI_REVIEWS_DDL + ";" + AUTH_DDL + ";"
+                      + DISPATCH_DDL, dialect == "postgres")
     run("BEGIN")
     try:
         for statement in todo:

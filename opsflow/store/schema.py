@@ -195,3 +195,40 @@ login_attempts = Table(
 )
 
 approvals.append_column(Column("four_eyes", Integer, server_default="1"))
+
+# 0007: runs dispatched to Celery workers (opsflow.store.leases)
+dispatches = Table(
+    "dispatches", metadata,
+    Column("run_id", Text, primary_key=True), Column("request", Text, nullable=False), Column("runbook_hash", Text),
+    Column("step_sync", Integer, nullable=False, server_default="0"), Column("dispatched_by", Text),
+    Column("dispatched_at", F, nullable=False), Column("finished_at", F),
+)
+
+leases = Table(
+    "leases", metadata,
+    Column("run_id", Text, primary_key=True), Column("queue", Text, primary_key=True),
+    Column("hosts", Text, nullable=False), Column("state", Text, nullable=False),
+    Column("token", Integer, nullable=False, server_default="0"), Column("worker", Text), Column("heartbeat", F),
+    Column("ttl", F, nullable=False), Column("sync", Integer, nullable=False, server_default="0"),
+    Column("deliveries", Integer, nullable=False, server_default="0"), Column("outcome", Text), Column("error", Text),
+    Column("error_kind", Text),
+    Index("leases_state", "state"),
+)
+
+inflight = Table(
+    "inflight", metadata,
+    Column("run_id", Text, nullable=False), Column("queue", Text, nullable=False),
+    Column("step_index", Integer, nullable=False), Column("phase", Text, nullable=False),
+    Column("host", Text, nullable=False), Column("step", Text),
+    Column("idempotent", Integer, nullable=False, server_default="0"), Column("token", Integer, nullable=False),
+    Column("started_at", F),
+    Index("inflight_run", "run_id", "queue"),
+)
+
+workers = Table(
+    "workers", metadata,
+    Column("name", Text, primary_key=True), Column("node", Text), Column("pid", Integer),
+    Column("queues", Text, nullable=False), Column("concurrency", Integer), Column("ttl", F, nullable=False),
+    Column("started_at", F, nullable=False), Column("last_seen", F, nullable=False), Column("running", Text),
+    Column("state", Text, nullable=False),
+)

@@ -26,6 +26,7 @@ from opsflow.store import migrate as schema
 from opsflow.store.base import RunRecord
 from opsflow.store.events import EventStoreMixin
 from opsflow.store.kpi import KpiStoreMixin
+from opsflow.store.leases import LeaseStoreMixin
 from opsflow.store.reviews import ReviewStoreMixin
 from opsflow.store.runs_query import RunsQueryMixin
 from opsflow.store.schedule import ScheduleStoreMixin
@@ -38,7 +39,8 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
                 "error")
 
 
-class SqlStore(AuthStoreMixin, EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin, RunsQueryMixin):
+class SqlStore(AuthStoreMixin, EventStoreMixin, ScheduleStoreMixin, ReviewStoreMixin, KpiStoreMixin, RunsQueryMixin,
+               LeaseStoreMixin):
     def __init__(self, url: str, raw_url: str, dialect: str, conn: Any = None, pool: Any = None) -> None:
         self.url = url  # for messages: any password masked
         self._raw_url = raw_url

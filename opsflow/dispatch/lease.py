@@ -1,0 +1,82 @@
+"""Leases of units of work, and what a sweep does with them: pure decisions, no I/O.
+
+A dispatched run is cut into units — one per worker queue its hosts are placed on. Each unit has a
+lease row in the store: its ``state`` (``queued`` → ``running`` → ``done``, or ``lost``), the worker
+holding it, a fencing ``token`` raised by every claim, and the holder's ``heartbeat``. A lease whose
+heartbeat is older than its ``ttl`` is *stale*: its holder is presumed dead. A sweep puts a stale unit
+back in its queue with a new token (the dead holder's writes are refused from then on) so another worker
+takes it over; a unit waiting in a queue that no live worker serves is given up after ``orphan_after``
+seconds, so no run stays ``running`` once its workers are gone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+QUEUED, RUNNING, DONE, LOST = "queued", "running", "done", "lost"
+OPEN = (QUEUED, RUNNING)
+DEFAULT_TTL = 30.0  # seconds without a heartbeat before a holder is presumed dead
+ORPHAN_AFTER = 300.0  # seconds a unit may wait in a queue no live worker serves
+
+
+@dataclass(frozen=True)
+class Lease:
+    run_id: str
+    queue: str
+    state: str
+    token: int
+    worker: str | None
+    heartbeat: float | None  # the holder's last renewal (running), or when it was queued
+    ttl: float
+    sync: int = 0  # the last synchronisation point (batch or cross-queue step) this unit reached
+    deliveries: int = 0  # claims so far: more than one means it was taken over
+    hosts: tuple[str, ...] = ()
+    outcome: str | None = None
+    error: str | None = None
+    error_kind: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Lease:
+        fields: dict[str, Any] = {k: v for k, v in row.items() if k in cls.__dataclass_fields__}
+        fields["hosts"] = tuple(fields.get("hosts") or ())
+        return cls(**fields)
+
+    def stale(self, now: float) -> bool:
+        return self.state == RUNNING and (self.heartbeat is None or now - self.heartbeat > self.ttl)
+
+
+def claim_reason(lease: Lease | None, now: float) -> str | None:
+    """Why a delivery of this unit may claim it (``new``, ``takeover``), or None: done, lost, or held by a live
+    worker — a duplicate delivery (a Redis visibility timeout, a redelivery racing a sweep) is dropped."""
+    if lease is None:
+        return None
+    if lease.state == QUEUED:
+        return "takeover" if lease.deliveries else "new"
+    if lease.stale(now):
+        return "takeover"
+    return None
+
+
+def sweep(leases: list[Lease], live_queues: set[str], now: float, orphan_after: float = ORPHAN_AFTER
+          ) -> list[tuple[Lease, str]]:
+    """What to do with each open lease: ``requeue`` (stale: its holder is presumed dead) or ``give_up``
+    (queued longer than ``orphan_after`` on a queue no live worker serves)."""
+    out: list[tuple[Lease, str]] = []
+    for lease in leases:
+        if lease.stale(now):
+            out.append((lease, "requeue"))
+        elif lease.state == QUEUED and lease.queue not in live_queues and \
+                now - (lease.heartbeat or 0.0) > orphan_after:
+            out.append((lease, "give_up"))
+    return out
+
+
+def reached(leases: list[Lease], point: int) -> bool:
+    """Every unit of a run reached synchronisation point ``point`` (or ended: done, lost)."""
+    return all(lease.sync >= point for lease in leases if lease.state in OPEN)
+
+
+def live(last_seen: float, ttl: float, now: float) -> bool:
+    """A worker is live while its heartbeat is younger than its ttl."""
+    return now - last_seen <= ttl
