@@ -39,6 +39,9 @@ class LockHeld(OpsflowError):
     exit_code = 1
 
 
+CANCEL_POLL = 1.0  # seconds between two looks for a cancel asked through the store
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + _secrets.token_hex(3)
 
@@ -97,6 +100,9 @@ class Executor:
             self.store.audit(req.started_by, "window_override", f"run {state.run_id} of {rb.name}",
                              f"{req.override_window} (overrode: {plan.window_override})")
         self.observer.run_started(state.run_id, plan)
+        watched = threading.Event()
+        threading.Thread(target=self._watch_cancel, args=(state.run_id, started, watched), daemon=True,
+                         name=f"opsflow-cancel-watch-{state.run_id}").start()
         ctx = RunContext(inventory=plan.inventory, redactor=state.redactor, concurrency=rb.concurrency,
                          cancel=self.cancel, run_id=state.run_id, multiplex=ssh_sessions(plan) > 1)
         self._contexts.append(ctx)
@@ -123,12 +129,25 @@ class Executor:
         except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop at once, still record
             self.request_cancel(f"interrupted ({type(exc).__name__})", hard=True)
         finally:
+            watched.set()
             if timer:
                 timer.cancel()
             ctx.close()
             self._contexts.remove(ctx)
             self.store.release_locks(state.run_id)
         return self._finish(state, started, error, kind)
+
+    def _watch_cancel(self, run_id: str, since: float, done: threading.Event) -> None:
+        """A cancel asked for through the store, maybe by another process: the audit log's ``cancel`` entry of
+        this run (``opsflow serve``'s POST /api/v1/runs/{id}/cancel writes it)."""
+        while not done.wait(CANCEL_POLL) and not self.cancel.is_set():
+            try:
+                asked = self.store.audit_entries("cancel", target=run_id, since=since - 1, limit=1)
+            except Exception:  # noqa: BLE001 - the store busy, away or closing: the run goes on, look again
+                continue
+            if asked:
+                self.request_cancel(f"canceled by {asked[0]['actor']}")
+                return
 
     def _batches(self, runner: StepRunner, state: RunState) -> str | None:
         plan, rb = state.plan, state.plan.loaded.runbook
