@@ -39,8 +39,15 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, d
     for role in ROLES:
         store.add_user(f"{role}1", role, "test")
         tokens[role] = store.create_token(f"{role}1", "test")[1]
+    for role in ("operator", "approver"):  # scoped to the inventory group web (host a; b is in db)
+        store.add_user(f"web-{role}", role, "test", groups=["web"])
+        tokens[f"web-{role}"] = store.create_token(f"web-{role}", "test")[1]
     store.close()
     s = Serve(home, insecure=False)
+    s.inventory.write_text("all:\n  children:\n    web:\n      hosts:\n        a: {ansible_host: 127.0.0.1}\n"
+                           "    db:\n      hosts:\n        b: {ansible_host: 127.0.0.1}\n")
+    (s.runbooks / "flaky.yaml").write_text("name: flaky\ntargets: all\nsteps:\n  - name: fails on b\n"
+                                           "    local: [sh, -c, 'test {{ inventory_hostname }} != b']\n")
     run = s.client.post("/api/v1/runs", json={"runbook": "gated"}, headers=auth(tokens["operator"]))
     assert run.status_code == 202, run.text
     run_id = run.json()["id"]
@@ -110,6 +117,28 @@ def test_roles_that_may_do_it_do_it_and_four_eyes_holds(secured: tuple[Serve, di
     assert next(a for a in audit if a["action"] == "run_start" and a["target"] == mine)["actor"] == "approver1"
     for token in tokens.values():
         assert token not in str(audit)
+
+
+def test_a_principal_scoped_to_groups_acts_only_on_their_hosts(secured: tuple[Serve, dict[str, str], str]) -> None:
+    s, tokens, _ = secured
+    op, approver, admin = auth(tokens["web-operator"]), auth(tokens["web-approver"]), auth(tokens["admin"])
+    partial = s.client.post("/api/v1/runs", json={"runbook": "flaky"}, headers=admin).json()["id"]
+    assert stream(s.client, partial, admin)[-1][1]["status"] == "partial"  # a ok, b failed
+    before = _state(s, tokens["admin"])
+    for path, body, headers in (("/api/v1/runs", {"runbook": "hello"}, op),  # targets all: a and b
+                                ("/api/v1/runs", {"runbook": "hello", "limit": "db"}, op),
+                                (f"/api/v1/runs/{partial}/resume", {}, op), (f"/api/v1/runs/{partial}/cancel", {}, op),
+                                (f"/api/v1/runs/{partial}/approve", {}, approver),
+                                (f"/api/v1/runs/{partial}/deny", {}, approver)):
+        resp = s.client.post(path, json=body, headers=headers)
+        assert resp.status_code == 403, (path, resp.text)
+        assert resp.json()["error"] == "forbidden"
+        assert resp.json()["message"].endswith("runs on hosts outside its inventory groups (web): b")
+    assert _state(s, tokens["admin"]) == before  # nothing started, resumed, canceled, decided or audited
+    mine = s.client.post("/api/v1/runs", json={"runbook": "hello", "limit": "web"}, headers=op)
+    assert mine.status_code == 202, mine.text  # only hosts of its groups: allowed
+    assert stream(s.client, mine.json()["id"], op)[-1][1]["status"] == "succeeded"
+    assert s.client.get(f"/api/v1/runs/{partial}", headers=op).status_code == 200  # it still reads everything
 
 
 def test_errors_are_json_without_traces_or_values_sent(secured: tuple[Serve, dict[str, str], str]) -> None:

@@ -17,6 +17,7 @@ the service and the CLI ask here.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 ROLES = ("viewer", "operator", "approver", "admin")
@@ -59,6 +60,25 @@ def allowed(principal: Principal, permission: str, runbook: str | None = None, g
     return principal.at_least(need) and principal.in_scope(runbook, groups)
 
 
+def hosts_outside(principal: Principal, hosts: Mapping[str, Iterable[str]]) -> list[str]:
+    """The hosts (name → its inventory groups) that lie outside the principal's group scope: none of their
+    groups (``all`` included) matches one of its patterns. None when the principal is not scoped to groups.
+    A host the inventory does not know has no group but ``all``."""
+    if not principal.groups:
+        return []
+    return [h for h, groups in hosts.items() if not principal.in_scope(None, ("all", *groups))]
+
+
+def group_refusal(principal: Principal, permission: str, hosts: Mapping[str, Iterable[str]]) -> str | None:
+    """Why the principal may not ``permission`` a run on these hosts (some outside its groups); None: it may."""
+    outside = hosts_outside(principal, hosts)
+    if not outside:
+        return None
+    shown = ", ".join(outside[:10]) + (f" and {len(outside) - 10} more" if len(outside) > 10 else "")
+    return (f"{principal.name} ({principal.role}) may not {permission} runs on hosts outside its inventory "
+            f"groups ({', '.join(principal.groups)}): {shown}")
+
+
 def person(name: str | None) -> str:
     """The person in a recorded actor: ``alice@host`` (the CLI's) and ``alice`` (the service's) are alice."""
     return (name or "").split("@", 1)[0].strip().lower()
@@ -72,4 +92,5 @@ def four_eyes_refusal(decider: str, started_by: str | None, required: bool = Tru
     return None
 
 
-__all__ = ["PERMISSIONS", "ROLES", "Principal", "allowed", "four_eyes_refusal", "person"]
+__all__ = ["PERMISSIONS", "ROLES", "Principal", "allowed", "four_eyes_refusal", "group_refusal", "hosts_outside",
+           "person"]

@@ -18,10 +18,14 @@ from opsflow.errors import UsageError
               help="serve HTTPS with this certificate (PEM; with --tls-key)")
 @click.option("--tls-key", default=None, type=click.Path(dir_okay=False, exists=True), metavar="FILE",
               help="the certificate's private key (PEM)")
+@click.option("--run-limit", default=None, type=click.IntRange(1, 100000), metavar="N",
+              help="API runs admitted at once, running or waiting for a worker (default 32); beyond it "
+                   "POST /api/v1/runs answers 429 with Retry-After and starts nothing")
 def serve(listen: str, runbooks: str, inventory: str | None, db: str | None, workers: int, queue_size: int,
           budget: str, drain_timeout: float, grace: float, max_body: int, token_file: str | None,
           hmac_secret_file: str | None, schedules_dir: str | None, no_schedule: bool, alertmanager: str | None,
-          check: bool, insecure: bool, verbose: bool, tls_cert: str | None, tls_key: str | None) -> None:
+          check: bool, insecure: bool, verbose: bool, tls_cert: str | None, tls_key: str | None,
+          run_limit: int | None) -> None:
     """Serve the HTTP API (/api/v1, OpenAPI at /api/openapi.json), the hooks, /metrics and /healthz; start the
     runbooks whose triggers match; fire the schedule's entries.
 
@@ -45,4 +49,8 @@ def serve(listen: str, runbooks: str, inventory: str | None, db: str | None, wor
                       grace=grace, max_body=max_body, auth=auth, schedules_dir=schedules_dir, no_schedule=no_schedule,
                       alertmanager=alertmanager, check=check, insecure=insecure,
                       tls=(tls_cert, tls_key) if tls_cert and tls_key else None)
+    if run_limit is not None:
+        from opsflow.server.live import set_run_limit
+
+        set_run_limit(run_limit)
     run(options, lambda text: click.echo(text, err=True))

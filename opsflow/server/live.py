@@ -94,11 +94,30 @@ class LiveRun:
     done: threading.Event = field(default_factory=threading.Event)
 
 
-class RunManager:
-    """At most ``workers`` API runs at a time (more wait for a worker); each one's stream and executor."""
+DEFAULT_LIMIT = 32
+_LIMIT = {"runs": DEFAULT_LIMIT}
 
-    def __init__(self, store: Store, workers: int, grace: float) -> None:
+
+def set_run_limit(limit: int) -> None:
+    """The limit of the run managers made from now on (``opsflow serve --run-limit``)."""
+    if limit < 1:
+        raise ValueError("the run limit is at least 1")
+    _LIMIT["runs"] = limit
+
+
+class RunLimitReached(OpsflowError):
+    """The service admits no more API runs until one ends (answered 429 with Retry-After)."""
+
+
+class RunManager:
+    """At most ``workers`` API runs at a time (more wait for a worker), and at most ``limit`` admitted at once
+    (running or waiting): beyond it :meth:`start` refuses (:class:`RunLimitReached`) before anything is
+    recorded. Each run's stream and executor."""
+
+    def __init__(self, store: Store, workers: int, grace: float, limit: int | None = None) -> None:
         self.store, self.grace = store, grace
+        self.workers = workers
+        self.limit = max(limit if limit is not None else _LIMIT["runs"], 1)
         self._slots = threading.BoundedSemaphore(workers)
         self._lock = threading.Lock()
         self.live: dict[str, LiveRun] = {}
@@ -112,6 +131,11 @@ class RunManager:
         live = LiveRun(run_id, Executor(self.store, None, grace=self.grace))
         live.executor.observer = _Feed(live)
         with self._lock:
+            admitted = sum(1 for r in self.live.values() if not r.done.is_set())
+            if admitted >= self.limit:
+                raise RunLimitReached(f"the service runs or queues {admitted} API run(s), its limit "
+                                      f"(--run-limit {self.limit}, {self.workers} at a time): try again when one "
+                                      "has ended")
             self.live[run_id] = live
             thread = threading.Thread(target=self._run, args=(live, plan), name=f"opsflow-api-{run_id}", daemon=True)
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]

@@ -23,14 +23,16 @@ from starlette.concurrency import run_in_threadpool
 
 from opsflow.auth import Principal, four_eyes_refusal
 from opsflow.errors import UsageError
-from opsflow.planning import RunRequest, build_plan
+from opsflow.planning import Plan, RunRequest, build_plan
 from opsflow.server.errors import ApiError
-from opsflow.server.security import check_scope, require, via
+from opsflow.server.live import RunLimitReached
+from opsflow.server.security import check_groups, check_scope, require, via
 from opsflow.store.runs_query import EVENT_COLS
 
 router = APIRouter(prefix="/api/v1", tags=["runs"])
 ACTIVE = ("running", "waiting")
 HEARTBEAT = 15.0
+RETRY_AFTER = "10"  # seconds, when the service admits no more runs
 AsRun = Annotated[Principal, Depends(require("run"))]
 AsApprove = Annotated[Principal, Depends(require("approve"))]
 AsCancel = Annotated[Principal, Depends(require("cancel"))]
@@ -93,11 +95,34 @@ def _not_draining(ctx: Any) -> None:
         raise ApiError(503, "draining", "the service is shutting down", {"Retry-After": "5"})
 
 
+def plan_hosts(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Every host a plan touches (its targets, and the hosts of steps with ``hosts:`` of their own), with
+    their inventory groups."""
+    names = dict.fromkeys([*plan.targets, *(h for ps in [*plan.steps, *plan.on_failure] for h in ps.hosts)])
+    known = plan.inventory.hosts
+    return {h: known[h].groups if h in known else () for h in names}
+
+
+def run_hosts(ctx: Any, principal: Principal, record: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+    """A recorded run's targeted hosts with their groups in the service's inventory (only read when the
+    principal is scoped to groups: the others need not)."""
+    if not principal.groups:
+        return {}
+    from opsflow.inventory import load_inventory_cached
+
+    known = load_inventory_cached(ctx.inventory).hosts
+    return {h: known[h].groups if h in known else () for h in record.get("hosts") or {}}
+
+
 def _launch(ctx: Any, req: RunRequest, principal: Principal, permission: str, what: str) -> dict[str, Any]:
     plan = build_plan(req)
     check_scope(principal, permission, plan.loaded.runbook.name)
+    check_groups(principal, permission, plan_hosts(plan))
     _not_draining(ctx)
-    live = ctx.runs.start(plan)
+    try:
+        live = ctx.runs.start(plan)
+    except RunLimitReached as exc:
+        raise ApiError(429, "too_many_runs", str(exc), {"Retry-After": RETRY_AFTER}) from None
     live.started.wait(5)  # its record exists (or it waits for a worker: then it is queued)
     ctx.store.audit(principal.name, what, live.run_id, f"runbook {plan.loaded.runbook.name}"
                     + (" (check mode)" if req.check else "") + f" {via(principal)}")
@@ -201,6 +226,7 @@ async def start_run(request: Request, body: StartRun, principal: AsRun) -> dict[
 def _decide(ctx: Any, run_id: str, approved: bool, comment: str | None, principal: Principal) -> dict[str, Any]:
     record = _record(ctx.store, run_id)
     check_scope(principal, "approve", record["runbook"])
+    check_groups(principal, "approve", run_hosts(ctx, principal, record))
     if approved:
         refusal = four_eyes_refusal(principal.name, record["started_by"])
         if refusal:
@@ -228,20 +254,27 @@ async def deny(run_id: str, request: Request, principal: AsApprove,
 
 
 def _cancel(ctx: Any, run_id: str, principal: Principal) -> dict[str, Any]:
+    """This service's run is canceled at once; another process's (a CLI run on the same store, a daemon's) is
+    asked to through the store: the audit log's ``cancel`` entry of the run, which every executor watches."""
     record = _record(ctx.store, run_id)
     check_scope(principal, "cancel", record["runbook"])
+    check_groups(principal, "cancel", run_hosts(ctx, principal, record))
     live = ctx.runs.get(record["id"])
-    if live is None or live.done.is_set():
-        if record["status"] in ACTIVE:
-            raise ApiError(409, "conflict", f"run {record['id']} runs in another process (pid {record['pid']} on "
-                           f"{record['node']}): cancel it there")
+    if record["status"] not in ACTIVE and (live is None or live.done.is_set()):
         raise ApiError(409, "conflict", f"run {record['id']} is {record['status']}: nothing to cancel")
-    live.executor.request_cancel(f"canceled by {principal.name}")
-    ctx.store.audit(principal.name, "cancel", record["id"], f"runbook {record['runbook']} {via(principal)}")
-    return {"id": record["id"], "status": "canceling"}
+    here = live is not None and not live.done.is_set()
+    ctx.store.audit(principal.name, "cancel", record["id"], f"runbook {record['runbook']} {via(principal)}"
+                    + ("" if here else f" (run by pid {record['pid']} on {record['node']}: asked through the store)"))
+    if live is not None and here:
+        live.executor.request_cancel(f"canceled by {principal.name}")
+        return {"id": record["id"], "status": "canceling"}
+    return {"id": record["id"], "status": "cancel_requested",
+            "message": f"run {record['id']} runs in another process (pid {record['pid']} on {record['node']}): "
+                       "it stops starting steps within a few seconds"}
 
 
-@router.post("/runs/{run_id}/cancel", summary="Cancel a run this service started: no new step starts")
+@router.post("/runs/{run_id}/cancel", summary="Cancel a run: no new step starts (a run of another process "
+                                              "within a few seconds, through the store)")
 async def cancel(run_id: str, request: Request, principal: AsCancel) -> dict[str, Any]:
     return await run_in_threadpool(_cancel, request.app.state.ctx, run_id, principal)
 
@@ -255,6 +288,7 @@ def _resume(ctx: Any, run_id: str, body: Resume, principal: Principal) -> dict[s
     except UsageError as exc:
         raise ApiError(409, "conflict", str(exc)) from None
     check_scope(principal, "resume", record["runbook"])
+    check_groups(principal, "resume", run_hosts(ctx, principal, record))
     root = Path(ctx.runbooks).resolve()
     path = Path(record["runbook_path"]).resolve()
     if not path.is_relative_to(root):

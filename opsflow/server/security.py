@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from opsflow.auth import Principal, allowed
+from opsflow.auth import Principal, allowed, group_refusal
 from opsflow.server.errors import ApiError
 
 SESSION_COOKIE = "opsflow_session"
@@ -89,6 +89,13 @@ def check_scope(principal: Principal, permission: str, runbook: str | None) -> N
     if not allowed(principal, permission, runbook):
         raise ApiError(403, "forbidden", f"{principal.name} ({principal.role}) may not {permission} "
                        f"runbook {runbook}")
+
+
+def check_groups(principal: Principal, permission: str, hosts: dict[str, tuple[str, ...]]) -> None:
+    """403 unless every host (name → its inventory groups) lies in the principal's groups (when it has any)."""
+    refusal = group_refusal(principal, permission, hosts)
+    if refusal:
+        raise ApiError(403, "forbidden", refusal)
 
 
 def via(principal: Principal) -> str:
