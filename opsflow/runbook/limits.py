@@ -2,7 +2,7 @@
 
 The YAML limits live with the loader (:mod:`opsflow.yamlpos`: file size, nesting, values
 with aliases expanded, integer length), those of one template with the renderer
-(:mod:`opsflow.runbook.render`); the per-runbook ones are here. This module also checks
+(:mod:`opsflow.runbook.sandbox`); the per-runbook ones are here. This module also checks
 the regular expressions a runbook gives the daemon (``triggers:``), which run against text sent from outside:
 a pattern that can backtrack exponentially — a repeat inside a repeat like ``(a+)+``,
 or a repeated alternation whose branches match the same text like ``(a|a)*`` — is

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -23,8 +23,10 @@ from pydantic import (
     model_validator,
 )
 
-from opsflow.events.models import Duration, Triggers, Whole, whole
 from opsflow.runbook import schemadecl as js
+
+if TYPE_CHECKING:
+    from opsflow.events.models import Duration, Triggers, Whole
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # what the validators accept as text, and the schema declares with the same patterns
@@ -34,9 +36,35 @@ PERCENT_TEXT = r"\s*(?:[0-9]*[1-9][0-9]*(?:\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*)
 TEMPLATE = r"\{\{"  # a value holding {{ is a template: checked when rendered
 
 
+def whole(value: Any) -> Any:
+    """``opsflow.events.models.whole`` (3.0 -> 3), imported when a value is validated, not with this module."""
+    from opsflow.events.models import whole as of_events
+
+    return of_events(value)
+
+
+def _event_types() -> None:
+    """The types of the event models some fields name (``Duration``, ``Triggers``, ``Whole``), put in this
+    module's namespace when the first model is built: importing opsflow.events.models builds its models."""
+    if "Triggers" not in globals():
+        from opsflow.events import models as events
+
+        globals().update(Duration=events.Duration, Triggers=events.Triggers, Whole=events.Whole)
+
+
 class _Model(BaseModel):
-    # strict: YAML gives real types, so "3" is not 3, 1 is not true and true is not 1 (as in the schema)
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # strict: YAML gives real types, so "3" is not 3, 1 is not true and true is not 1 (as in the schema).
+    # defer_build: a model is built when it first validates, not at import — a run of a runbook from the
+    # cache of validated runbooks (opsflow.runbook.cache) builds none of them.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
+
+    @classmethod
+    def model_rebuild(cls, *, force: bool = False, raise_errors: bool = True, _parent_namespace_depth: int = 2,
+                      _types_namespace: Any = None) -> bool | None:
+        _event_types()  # pydantic builds a deferred model through here (first validation, schema, rebuild)
+        return super().model_rebuild(force=force, raise_errors=raise_errors,
+                                     _parent_namespace_depth=_parent_namespace_depth + 1,
+                                     _types_namespace=_types_namespace)
 
 
 class Param(_Model):
