@@ -1,28 +1,32 @@
-"""Pure helpers for device configuration text (no I/O)."""
+"""Device configuration text (pure): thin functions over the platform layer (``opsflow.platforms``).
+
+``platform`` defaults to ``frr``, the lab's routers, whose behaviour these functions always had.
+"""
 
 from __future__ import annotations
 
-import difflib
-import re
+from opsflow.platforms import get
 
-_VOLATILE = re.compile(r"^(Building configuration|Current configuration|! Last configuration change|"
-                       r"! NVRAM config last updated|ntp clock-period)", re.I)
 
-def config_lines(text: str) -> list[str]:
+def config_lines(text: str, platform: str = "frr") -> list[str]:
     """The running configuration without volatile lines (timestamps, banners of the show command)."""
-    return [line.rstrip() for line in text.splitlines() if line.strip() and not _VOLATILE.match(line)]
+    return get(platform).config_lines(text)
 
 
-def config_diff(before: str, after: str, name: str = "running-config") -> str:
-    return "\n".join(difflib.unified_diff(config_lines(before), config_lines(after), f"{name} (before)",
-                                          f"{name} (after)", lineterm="", n=1))
+def config_diff(before: str, after: str, platform: str = "frr") -> str:
+    """What changed between two configs (FRR: a unified diff; others: hierarchical, at any depth)."""
+    return get(platform).compare(before, after)
 
 
-def candidate_diff(running: str, lines: list[str]) -> str:
-    """What applying ``lines`` would change: top-level lines absent from the running config.
+def candidate_diff(running: str, lines: list[str], platform: str = "frr") -> str:
+    """What applying ``lines`` would change.
 
-    A line that is already present is no change; ``no X`` removes X if present.
+    FRR: top-level lines absent from the running config; a line already present is no change;
+    ``no X`` removes X if present. Others: the lines applied to a model of the platform's config
+    mode, compared with the running config at every level.
     """
+    if platform != "frr":
+        return get(platform).candidate(running, lines)
     have = {line.strip() for line in config_lines(running)}
     out = []
     for line in lines:
