@@ -52,15 +52,24 @@ def plan(runbook: str | Path, **kw: Any) -> Plan:
 
 def execute(req: RunRequest | Plan, *, store: Store | None = None, observer: Observer | None = None,
             cancel: threading.Event | None = None, executor: Executor | None = None,
-            run_id: str | None = None) -> RunResult:
+            run_id: str | None = None, dispatch: str | None = None, broker: str | None = None) -> RunResult:
     """Run a request (or an already built plan) to its end and return its result.
 
-    The store is closed afterwards only when this call opened it.
+    ``dispatch`` (default: the ``dispatch`` setting): ``local`` runs it in this process; ``celery`` sends it to
+    ``opsflow worker`` s through ``broker`` (default: the ``broker`` setting) and follows it in the store —
+    the executor's observer sees its results, its cancellation reaches the workers. The store is closed
+    afterwards only when this call opened it.
     """
     the_plan = req if isinstance(req, Plan) else build_plan(req)
     owned = store is None and executor is None
     ex = executor or Executor(store or open_store(), observer, cancel)
     try:
+        from opsflow.settings import current
+
+        if (dispatch or current().dispatch) == "celery":
+            from opsflow.dispatch.client import dispatch_and_follow
+
+            return dispatch_and_follow(the_plan, ex.store, ex, broker or current().broker, run_id)
         return ex.execute(the_plan, run_id)
     finally:
         if owned:

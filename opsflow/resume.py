@@ -12,7 +12,7 @@ from typing import Any
 from opsflow.errors import UsageError
 from opsflow.store.base import Store
 
-RESUMABLE = ("failed", "partial", "canceled", "abandoned", "crashed")
+RESUMABLE = ("failed", "partial", "canceled", "abandoned", "crashed", "interrupted")
 
 
 def ancestors(store: Store, record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -51,5 +51,5 @@ def resume_target(store: Store, run_id: str) -> dict[str, Any]:
                          f"follow it with opsflow show {tip['id']}")
     if tip["status"] not in RESUMABLE:
         raise UsageError(f"run {tip['id']} is {tip['status']}{via}: only failed, partial, canceled or "
-                         "abandoned runs can be resumed")
+                         "abandoned runs (and interrupted ones) can be resumed")
     return tip

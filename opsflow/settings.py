@@ -22,7 +22,8 @@ runbooks    OPSFLOW_RUNBOOKS       ``runbooks``
 schedules   OPSFLOW_SCHEDULES      ``schedules``
 services    OPSFLOW_SERVICES       ``services`` (service levels)
 backups     OPSFLOW_BACKUPS        ``<home>/backups``
-broker      OPSFLOW_BROKER         none (in-process execution)
+broker      OPSFLOW_BROKER         none (``amqp://…`` RabbitMQ or ``redis://…``: where dispatched runs go)
+dispatch    OPSFLOW_DISPATCH       ``local`` (runs in this process); ``celery``: to ``opsflow worker`` s
 server      OPSFLOW_SERVER         none (the CLI uses the store; a URL: through that opsflow serve)
 token_file  OPSFLOW_TOKEN_FILE     none (the API token, in a file only its owner may read)
 ca_file     OPSFLOW_CA_FILE        none (the system's CAs verify the server's certificate)
@@ -49,7 +50,8 @@ from opsflow.errors import UsageError
 PROJECT_FILE = "opsflow.toml"
 PATH_KEYS = ("home", "inventory", "runbooks", "schedules", "services", "backups", "token_file", "ca_file")
 KEYS = ("home", "db", "inventory", "runbooks", "schedules", "services", "backups", "broker", "server", "token_file",
-        "ca_file")
+        "ca_file", "dispatch")
+DISPATCH = ("local", "celery")
 OPTIONAL = ("broker", "server", "token_file", "ca_file")  # no default: None when not set
 ENV = {key: f"OPSFLOW_{key.upper()}" for key in KEYS}
 TOKEN_ENV = "OPSFLOW_TOKEN"
@@ -71,6 +73,7 @@ class Settings:
     token_file: str | None = None
     ca_file: str | None = None
     token: str | None = field(default=None, repr=False)  # OPSFLOW_TOKEN: never shown
+    dispatch: str = "local"  # or celery: runs go to the broker's workers (opsflow.dispatch)
     daemon: Mapping[str, Any] = field(default_factory=dict)
     notify: Mapping[str, Any] = field(default_factory=dict)  # {contacts: {name: [apprise URLs]}, routes: [{to, on}]}
     sources: Mapping[str, str] = field(default_factory=dict)  # key → "default", the file, "OPSFLOW_…", "command line"
@@ -82,7 +85,7 @@ class Settings:
                 "broker": _redact_url(self.broker) if self.broker else None,
                 "project_file": str(self.project_file) if self.project_file else None,
                 "server": self.server, "token_file": self.token_file, "ca_file": self.ca_file,
-                "token": "****" if self.token else None,
+                "token": "****" if self.token else None, "dispatch": self.dispatch,
                 "daemon": dict(self.daemon), "notify": {"contacts": sorted(self.notify.get("contacts", {})),
                                                         "routes": len(self.notify.get("routes", []))},
                 "sources": dict(self.sources)}
@@ -173,17 +176,20 @@ def resolve(overrides: Mapping[str, Any] | None = None, cwd: Path | None = None,
     home = Path(values.get("home") or Path.home() / ".opsflow").expanduser()
     defaults = {"home": str(home), "db": str(home / "opsflow.db"), "inventory": "inventory",
                 "runbooks": "runbooks", "schedules": "schedules", "services": "services",
-                "backups": str(home / "backups")}
+                "backups": str(home / "backups"), "dispatch": "local"}
     for key, value in defaults.items():
         if key not in values:
             values[key], sources[key] = value, "default"
     for key in OPTIONAL:
         sources.setdefault(key, "default")
+    if values["dispatch"] not in DISPATCH:
+        raise UsageError(f"dispatch {values['dispatch']!r} (from {sources['dispatch']}): one of {', '.join(DISPATCH)}")
     return Settings(home=home, db=values["db"], inventory=values["inventory"], runbooks=values["runbooks"],
                     schedules=values["schedules"], services=values["services"], backups=Path(values["backups"]).expanduser(),
                     broker=values.get("broker"), project_file=project, server=values.get("server"),
                     token_file=values.get("token_file"), ca_file=values.get("ca_file"), token=env.get(TOKEN_ENV) or None,
-                    daemon=dict(table.get("daemon", {})), notify=dict(table.get("notify", {})), sources=sources)
+                    daemon=dict(table.get("daemon", {})), notify=dict(table.get("notify", {})), sources=sources,
+                    dispatch=values["dispatch"])
 
 
 def current(**overrides: Any) -> Settings:

@@ -40,6 +40,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "user": ("opsflow.cli.users", "user", "Users: role, scope (runbooks, inventory groups), console password."),
     "token": ("opsflow.cli.users", "token", "API tokens of users: create (shown once), list, revoke."),
     "audit": ("opsflow.cli.users", "audit", "The audit log: who did what, to what, when."),
+    "worker": ("opsflow.cli.worker", "worker", "A Celery worker running dispatched runs of its queues (opsflow[celery])."),
+    "workers": ("opsflow.cli.worker", "workers", "Workers: queues, what they run, last seen."),
+    "abandon": ("opsflow.cli.worker", "abandon", "Give up an interrupted run (recorded with who and why)."),
 }
 
 

@@ -38,7 +38,8 @@ def parse_extra(values: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def execute_request(request: Any, db: str | None, as_json: bool, junit: str | None, quiet: bool) -> None:
+def execute_request(request: Any, db: str | None, as_json: bool, junit: str | None, quiet: bool,
+                    dispatch: str | None = None, broker: str | None = None) -> None:
     """Build the plan, run it with live progress, print/write the record, exit with the run's code."""
     from opsflow.api import execute, open_store
     from opsflow.cli.render import ProgressObserver, run_json
@@ -65,7 +66,7 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        result = execute(plan, executor=executor)  # the one funnel, as for the daemon and the API
+        result = execute(plan, executor=executor, dispatch=dispatch, broker=broker)  # the one funnel, as for all
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -132,6 +133,15 @@ def _outputs(fn: Any) -> Any:
     return fn
 
 
+def _dispatch_opts(fn: Any) -> Any:
+    """--dispatch local|celery and --broker URL (opsflow.dispatch; defaults from the settings)."""
+    fn = click.option("--broker", default=None, metavar="URL",
+                      help="Celery broker of --dispatch celery: amqp://… or redis://… [env OPSFLOW_BROKER, project file]")(fn)
+    return click.option("--dispatch", type=click.Choice(["local", "celery"]), default=None,
+                        help="run here (local) or on `opsflow worker`s (celery) [env OPSFLOW_DISPATCH, project file; "
+                             "default local]")(fn)
+
+
 @click.command()
 @click.argument("runbook", type=click.Path(dir_okay=False))
 @click.option("-e", "--extra", "extra", multiple=True, metavar="KEY=VALUE", help="a param (repeatable), or @file.yml")
@@ -146,10 +156,12 @@ def _outputs(fn: Any) -> Any:
               help="start even in a blackout or outside the maintenance window (needs --reason; audited)")
 @click.option("--reason", default=None, metavar="TEXT", help="why the window is overridden (recorded with who)")
 @_outputs
+@_dispatch_opts
 @remote_options
 def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str | None, db: str | None,
         check: bool, strict: bool, trigger: str | None, override_window: bool, reason: str | None, as_json: bool,
-        junit: str | None, quiet: bool, server: str | None, ca_file: str | None) -> None:
+        junit: str | None, quiet: bool, dispatch: str | None, broker: str | None, server: str | None,
+        ca_file: str | None) -> None:
     """Run RUNBOOK against its targets. Exit 0 succeeded, 1 failed or partial, 2 bad input."""
     from opsflow.cli import remote
     from opsflow.planning import RunRequest, default_inventory
@@ -166,7 +178,7 @@ def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str 
     execute_request(RunRequest(runbook=runbook, params=parse_extra(extra), inventory=inventory or default_inventory(),
                                limit=limit, trigger=_trigger(trigger), check=check, strict=strict,
                                override_window=reason.strip() if reason else None),
-                    db, as_json, junit, quiet)
+                    db, as_json, junit, quiet, dispatch, broker)
 
 
 @click.command()
@@ -176,9 +188,10 @@ def run(runbook: str, extra: tuple[str, ...], limit: str | None, inventory: str 
 @db_opt
 @click.option("--force", is_flag=True, help="resume even though the runbook file changed since the run")
 @_outputs
+@_dispatch_opts
 @remote_options
 def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_json: bool, junit: str | None,
-           quiet: bool, server: str | None, ca_file: str | None) -> None:
+           quiet: bool, dispatch: str | None, broker: str | None, server: str | None, ca_file: str | None) -> None:
     """Continue a failed, partial, canceled or abandoned run from the steps it did not complete."""
     import hashlib
 
@@ -209,7 +222,8 @@ def resume(run_id: str, extra: tuple[str, ...], db: str | None, force: bool, as_
     params.update(parse_extra(extra))
     execute_request(RunRequest(runbook=str(path), params=params, inventory=record["inventory"],
                                limit=":".join(record["hosts"]) or None, trigger=record["trigger"],
-                               parent_run=record["id"], resume_of=record["id"]), db, as_json, junit, quiet)
+                               parent_run=record["id"], resume_of=record["id"]), db, as_json, junit, quiet,
+                    dispatch, broker)
 
 
 def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) -> None:

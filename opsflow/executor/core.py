@@ -13,6 +13,7 @@ import os
 import secrets as _secrets
 import threading
 import time
+from collections.abc import Callable
 
 from opsflow.connectors import RunContext
 from opsflow.errors import OpsflowError
@@ -57,6 +58,7 @@ class Executor:
         self.cancel_kind = RunError.CANCELED
         self.rollback_on_cancel = False
         self._contexts: list[RunContext] = []
+        self.inflight: Callable[[PlannedStep, list[str]], None] | None = None  # see Services.inflight
 
     def child(self) -> Executor:
         """An executor for a sub-runbook: same store, observer and cancellation."""
@@ -89,16 +91,7 @@ class Executor:
         state = RunState(run_id=run_id or new_run_id(), plan=plan, redactor=Redactor(plan.secrets))
         if req.resume_of:
             state.done_before, state.registered = self._resume_state(req.resume_of, plan)
-        started = time.time()
-        self.store.create_run(RunRecord(
-            id=state.run_id, runbook=rb.name, runbook_path=str(plan.loaded.path),
-            runbook_hash=plan.loaded.content_hash, params=plan.public_params(), trigger=req.trigger,
-            started_by=req.started_by, started_at=started, check_mode=req.check, inventory=str(req.inventory),
-            parent_run=req.parent_run, pid=os.getpid(), pid_start=process_start(os.getpid()),
-            hosts={h: "pending" for h in plan.targets}))
-        if plan.window_override:  # a person let this run past a closed window: who, when and why
-            self.store.audit(req.started_by, "window_override", f"run {state.run_id} of {rb.name}",
-                             f"{req.override_window} (overrode: {plan.window_override})")
+        started = self._record_start(state)
         self.observer.run_started(state.run_id, plan)
         watched = threading.Event()
         threading.Thread(target=self._watch_cancel, args=(state.run_id, started, watched), daemon=True,
@@ -107,7 +100,7 @@ class Executor:
                          cancel=self.cancel, run_id=state.run_id, multiplex=ssh_sessions(plan) > 1)
         self._contexts.append(ctx)
         runner = StepRunner(Services(self.store, self.observer, self.cancel, lambda: self.cancel_reason,
-                                     self._run_child), state, ctx)
+                                     self._run_child, self.inflight), state, ctx)
         error: str | None = None
         kind: RunError | None = None
         timer = None
@@ -134,8 +127,22 @@ class Executor:
                 timer.cancel()
             ctx.close()
             self._contexts.remove(ctx)
-            self.store.release_locks(state.run_id)
+            self._release_locks(state)
         return self._finish(state, started, error, kind)
+
+    def _record_start(self, state: RunState) -> float:
+        return record_start(self.store, state.plan, state.run_id)
+
+    def _release_locks(self, state: RunState) -> None:
+        self.store.release_locks(state.run_id)
+
+    # ---- what a dispatched unit of work (opsflow.dispatch.unit) changes ----------------
+    def _mine(self, ps: PlannedStep | None, hosts: list[str]) -> list[str]:
+        """The hosts of ``hosts`` this executor runs ``ps`` on (None: facts); a unit: those of its queue."""
+        return hosts
+
+    def _sync(self, state: RunState, after_step: bool) -> None:
+        """After each step (``after_step``) and each batch: where units of one run meet. In process: nothing."""
 
     def _watch_cancel(self, run_id: str, since: float, done: threading.Event) -> None:
         """A cancel asked for through the store, maybe by another process: the audit log's ``cancel`` entry of
@@ -156,20 +163,23 @@ class Executor:
         for number, batch in enumerate(batches, 1):
             members = set(batch)
             if rb.gather_facts:
-                runner.gather_facts(batch)
+                runner.gather_facts(self._mine(None, batch))
             for ps in plan.steps:  # after a cancel, the remaining steps are recorded as skipped
                 # hosts outside the targets (a step's own `hosts:`) run with the first batch
-                hosts = [h for h in ps.hosts if h in members or (number == 1 and h not in targets)]
+                hosts = self._mine(ps, [h for h in ps.hosts if h in members or (number == 1 and h not in targets)])
                 before = set(state.failed)
                 runner.run(PlannedStep(ps.index, ps.step, hosts, ps.phase))
-                newly = [h for h in hosts if h in state.failed and h not in before]
+                newly = [h for h in hosts if h in state.failed and h not in before and h not in state.interrupted]
                 if newly:
                     runner.rollback(newly)
-            failed_now = [h for h in batch if h in state.failed]
+                self._sync(state, True)
+            failed_now = [h for h in batch if h in state.failed and h not in state.interrupted]
             if failed_now and plan.on_failure and not self.cancel.is_set():
                 for ps in plan.on_failure:
-                    runner.run(PlannedStep(ps.index, ps.step, [h for h in ps.hosts if h in failed_now],
+                    runner.run(PlannedStep(ps.index, ps.step, self._mine(ps, [h for h in ps.hosts if h in failed_now]),
                                            "on_failure"))
+            self._sync(state, False)
+            failed_now = [h for h in batch if h in state.failed]
             if self.cancel.is_set():
                 if self.rollback_on_cancel:
                     self._roll_back_completed(runner, state)
@@ -236,6 +246,13 @@ class Executor:
         return done, registered
 
     def _finish(self, state: RunState, started: float, error: str | None, kind: RunError | None) -> RunResult:
+        result = self._outcome(state, started, error, kind)
+        self.store.finish_run(state.run_id, result.status, result.ended_at, {h: str(s) for h, s in result.hosts.items()},
+                              result.error, str(result.error_kind) if result.error_kind else None)
+        self.observer.run_done(result)
+        return result
+
+    def _outcome(self, state: RunState, started: float, error: str | None, kind: RunError | None) -> RunResult:
         plan = state.plan
         hosts = {h: host_outcome([r for r in state.results if r.host == h]) for h in plan.targets}
         status = run_outcome(hosts, error)
@@ -248,9 +265,22 @@ class Executor:
             kind = RunError.HOSTS_FAILED
         ended = time.time()
         error = state.redactor.text(error) if error else None
-        self.store.finish_run(state.run_id, status, ended, {h: str(s) for h, s in hosts.items()}, error,
-                              str(kind) if kind else None)
-        result = RunResult(run_id=state.run_id, runbook=plan.name, status=status, started_at=started,
-                           ended_at=ended, hosts=hosts, steps=state.results, error=error, error_kind=kind)
-        self.observer.run_done(result)
-        return result
+        return RunResult(run_id=state.run_id, runbook=plan.name, status=status, started_at=started,
+                         ended_at=ended, hosts=hosts, steps=state.results, error=error, error_kind=kind)
+
+
+def record_start(store: Store, plan: Plan, run_id: str, node: str = "") -> float:
+    """A run's record, created as it starts (and a window override audited); its start time. ``node``: where it
+    runs (this machine by default; a dispatched run's is ``celery``: no process of this machine owns it)."""
+    rb, req = plan.loaded.runbook, plan.request
+    started = time.time()
+    store.create_run(RunRecord(
+        id=run_id, runbook=rb.name, runbook_path=str(plan.loaded.path),
+        runbook_hash=plan.loaded.content_hash, params=plan.public_params(), trigger=req.trigger,
+        started_by=req.started_by, started_at=started, check_mode=req.check, inventory=str(req.inventory),
+        parent_run=req.parent_run, pid=os.getpid(), pid_start=process_start(os.getpid()), node=node,
+        hosts={h: "pending" for h in plan.targets}))
+    if plan.window_override:  # a person let this run past a closed window: who, when and why
+        store.audit(req.started_by, "window_override", f"run {run_id} of {rb.name}",
+                    f"{req.override_window} (overrode: {plan.window_override})")
+    return started

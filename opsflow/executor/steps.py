@@ -33,6 +33,8 @@ class Services:
     cancel: threading.Event
     cancel_reason: Callable[[], str]
     run_child: Callable[[Plan], RunResult]  # a sub-runbook's plan → its result, same store and cancellation
+    # hosts about to start a step (a dispatched unit records them: a worker taking over finds them in flight)
+    inflight: Callable[[PlannedStep, list[str]], None] | None = None
 
 
 @dataclass
@@ -41,6 +43,7 @@ class RunState:
     plan: Plan
     redactor: Redactor
     failed: set[str] = field(default_factory=set)
+    interrupted: set[str] = field(default_factory=set)  # in a step when its worker died; a person decides (also failed)
     registered: dict[str, dict[str, Any]] = field(default_factory=dict)
     results: list[StepResult] = field(default_factory=list)
     completed: dict[str, list[PlannedStep]] = field(default_factory=dict)  # host → main steps done, in order
@@ -114,13 +117,16 @@ class StepRunner:
         tasks: list[HostTask] = []
         for host in ps.hosts:
             skip = None
-            if ps.phase == "main" and host in state.failed:
+            if ps.phase == "main" and host in state.interrupted:
+                skip = "host interrupted: a step was in flight when its worker died (opsflow resume or abandon)"
+            elif ps.phase == "main" and host in state.failed:
                 skip = "host failed an earlier step"
             elif self.ex.cancel.is_set():
                 skip = self.ex.cancel_reason() or "run canceled"
             elif ps.phase == "main" and ps.index in state.done_before.get(host, {}):
                 done_in = state.done_before[host][ps.index]
-                self._simple(ps, host, HostStatus.SKIPPED, f"done in run {done_in}", done_in=done_in)
+                if done_in != state.run_id:  # else a worker taking this run over: the record is there already
+                    self._simple(ps, host, HostStatus.SKIPPED, f"done in run {done_in}", done_in=done_in)
                 continue
             if skip is None and step.when is not None:
                 try:
@@ -211,6 +217,8 @@ class StepRunner:
             for t in pending:
                 by_kind.setdefault(t.host.kind, []).append(t)
             for kind, group in by_kind.items():
+                if self.ex.inflight is not None:
+                    self.ex.inflight(ps, [t.host.name for t in group])
                 self._dispatch(ps, kind, group, emit)
             if not retry:
                 return
@@ -338,7 +346,7 @@ class StepRunner:
         if not servers:
             return
         step = Step.model_validate({"name": "gather facts", "command": CommandAction(argv=["sh", "-c", self.FACTS_SCRIPT]),
-                                    "changed_when": False, "register": "facts"})
+                                    "changed_when": False, "register": "facts", "idempotent": True})
         self.run(PlannedStep(-1, step, servers, "main"))
         for host in servers:
             raw = self.state.registered.get(host, {}).get("facts")

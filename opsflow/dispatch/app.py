@@ -1,0 +1,168 @@
+"""The Celery side of scale-out: the app, its one task, and a worker's heartbeat and sweep.
+
+Delivery settings, and why (Celery's defaults lose or double work when a worker dies):
+
+- ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged when its unit ended,
+  so a worker killed mid-run leaves it to the broker to deliver again;
+- ``worker_prefetch_multiplier = 1``: a worker holds no more units than it runs;
+- Redis ``visibility_timeout`` of :data:`VISIBILITY_TIMEOUT` (a day; ``OPSFLOW_VISIBILITY_TIMEOUT``), beyond any
+  run's length — and a delivery of a unit that a live worker holds is dropped by its lease anyway;
+- a worker's death is found by its leases going stale, not by the broker: any live worker (and the CLI
+  following a run) sweeps stale leases back into their queues with a new fencing token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from celery import Celery
+
+from opsflow.dispatch.lease import DEFAULT_TTL, live
+from opsflow.dispatch.lease import sweep as decide_sweep
+from opsflow.dispatch.unit import Unit, close_run, run_unit
+from opsflow.executor import Executor
+
+if TYPE_CHECKING:
+    from opsflow.store.sql import SqlStore
+
+log = logging.getLogger("opsflow.worker")
+TASK = "opsflow.unit"
+VISIBILITY_TIMEOUT = float(os.environ.get("OPSFLOW_VISIBILITY_TIMEOUT") or 86400)
+
+
+def make_app(broker: str) -> Celery:
+    app = Celery("opsflow", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        task_ignore_result=True, task_serializer="json", accept_content=["json"], task_default_queue="default",
+        task_create_missing_queues=True, worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5, worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+
+    @app.task(name=TASK, bind=True)
+    def unit(self: Any, run_id: str, queue: str) -> str:
+        context = WORKER
+        if context is None:
+            raise RuntimeError("an opsflow unit runs only in `opsflow worker`")
+        outcome = run_unit(context.store, run_id, queue, context.name, context.ttl, context.hold, context.release)
+        log.info("%s", outcome)
+        return outcome
+
+    return app
+
+
+def publish(app: Celery, run_id: str, queue: str) -> None:
+    app.send_task(TASK, args=[run_id, queue], queue=queue)
+
+
+def sweep(store: SqlStore, app: Celery | None, orphan_after: float | None = None) -> list[str]:
+    """Put stale units back in their queues (a new token fences their dead holder out); give up units no live worker
+    can take; what was done, for the log."""
+    from opsflow.dispatch.lease import ORPHAN_AFTER
+
+    now = time.time()
+    open_leases = store.leases(open_only=True)
+    if not open_leases:
+        return []
+    queues = {q for w in store.workers() if w["state"] == "running" and live(w["last_seen"], w["ttl"], now)
+              for q in w["queues"]}
+    done: list[str] = []
+    for lease, action in decide_sweep(open_leases, queues, now, orphan_after or ORPHAN_AFTER):
+        if action == "requeue" and store.requeue(lease.run_id, lease.queue, lease.token):
+            if app is not None:
+                publish(app, lease.run_id, lease.queue)
+            done.append(f"run {lease.run_id} queue {lease.queue}: worker {lease.worker} presumed dead "
+                        f"(no heartbeat for {now - (lease.heartbeat or now):.1f} s): requeued")
+        elif action == "give_up" and lease.state == "queued":
+            reason = f"no live worker serves queue {lease.queue}"
+            last = store.give_up(lease.run_id, lease.queue, lease.token, reason)
+            if last:
+                close_run(store, lease.run_id)
+            done.append(f"run {lease.run_id} queue {lease.queue}: given up, {reason}")
+    for line in done:
+        log.warning("%s", line)
+    return done
+
+
+@dataclass
+class WorkerContext:
+    """What the task of a worker process needs: its store, its name, and the units it holds now."""
+
+    store: SqlStore
+    name: str
+    queues: list[str]
+    concurrency: int
+    ttl: float = DEFAULT_TTL
+    app: Celery | None = None
+    started_at: float = field(default_factory=time.time)
+    held: dict[tuple[str, str], tuple[Unit, Executor]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def hold(self, unit: Unit, executor: Executor) -> None:
+        with self.lock:
+            self.held[(unit.run_id, unit.queue)] = (unit, executor)
+        self.beat_once()
+
+    def release(self, unit: Unit) -> None:
+        with self.lock:
+            self.held.pop((unit.run_id, unit.queue), None)
+        self.beat_once()
+
+    def beat_once(self, state: str = "running") -> None:
+        with self.lock:
+            held = list(self.held.values())
+        for unit, executor in held:
+            if unit.fenced:
+                continue
+            if not self.store.renew(unit.run_id, unit.queue, unit.token):
+                unit.fenced = True
+                log.warning("run %s queue %s: lease lost (presumed dead and taken over): stopping", unit.run_id,
+                            unit.queue)
+                executor.request_cancel("lease lost: another worker took this unit over", hard=True)
+            elif not executor.cancel.is_set():
+                asked = self.store.audit_entries("cancel", target=unit.run_id, limit=1)
+                if asked:
+                    executor.request_cancel(f"canceled by {asked[0]['actor']}")
+        self.store.worker_beat(self.name, socket.gethostname(), os.getpid(), self.queues, self.concurrency, self.ttl,
+                               self.started_at, [f"{u.run_id}:{u.queue}" for u, _ in held], state)
+
+    def run_beat(self) -> None:
+        """Every ttl/4: renew held leases, bring cancellation, say this worker lives; every ttl/2: sweep."""
+        last_sweep = 0.0
+        while not self.stop.wait(self.ttl / 4):
+            try:
+                self.beat_once()
+                if time.monotonic() - last_sweep >= self.ttl / 2:
+                    last_sweep = time.monotonic()
+                    sweep(self.store, self.app)
+            except Exception as exc:  # noqa: BLE001 - the store away for a moment: the next beat tries again
+                log.warning("heartbeat: %s: %s", type(exc).__name__, exc)
+
+
+WORKER: WorkerContext | None = None
+
+
+def run_worker(store: SqlStore, broker: str, queues: list[str], concurrency: int, name: str, ttl: float,
+               loglevel: str = "INFO") -> None:
+    """``opsflow worker``: a Celery worker (thread pool) of these queues, until SIGTERM (warm: running units end)
+    or SIGINT."""
+    global WORKER
+    app = make_app(broker)
+    WORKER = context = WorkerContext(store, name, queues, concurrency, ttl, app)
+    context.beat_once()
+    beat = threading.Thread(target=context.run_beat, daemon=True, name="opsflow-heartbeat")
+    beat.start()
+    try:
+        app.worker_main(["worker", "-Q", ",".join(queues), "-c", str(concurrency), "-P", "threads", "-n", name,
+                         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel])
+    finally:
+        context.stop.set()
+        context.beat_once("stopped")
