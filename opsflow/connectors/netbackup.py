@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from opsflow.backup import backup_home
-from opsflow.backup.configs import InvalidConfig, restore_delta, validate
 from opsflow.backup.repo import BackupError, ConfigIntegrityError, ConfigRepo
 from opsflow.connectors.base import HostTask, RunContext
-from opsflow.connectors.devconfig import ConfigRejected, apply_config
+from opsflow.connectors.devconfig import run_steps
+from opsflow.platforms import InvalidConfig, get
 from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
 _repos: dict[Path, ConfigRepo] = {}
@@ -23,14 +23,16 @@ def repo() -> ConfigRepo:
 
 
 def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
-    name = ht.host.name
-    text = conn.send_command("show running-config", read_timeout=timeout)
+    name, p = ht.host.name, get(ht.host.platform)
+    text = conn.send_command(p.show_config, read_timeout=timeout)
     try:
-        config = validate(text, ht.host.platform)
+        config = p.validate(text)
     except InvalidConfig as exc:
         return ht.result(HostStatus.FAILED, error_class=ErrorKind.INVALID_CONFIG,
                          error=f"not stored: {exc}", stdout=bound(ctx.redactor.text(text), 4096))
     try:
+        if p.salted:  # secrets re-encrypted on every show: keep the stored form when only the salt moved
+            config = p.stabilize(config, _latest(name))
         saved = repo().save(name, config, ctx.run_id)
     except BackupError as exc:
         return ht.result(HostStatus.FAILED, error_class=_kind(exc), error=str(exc))
@@ -52,6 +54,11 @@ def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResu
                            "diff": ctx.redactor.text(diff or "")})
 
 
+def _latest(name: str) -> str | None:
+    versions = repo().versions(name, limit=1)
+    return repo().read(versions[0]) if versions else None
+
+
 def _kind(exc: BackupError) -> ErrorKind:
     return ErrorKind.CONFIG_INTEGRITY if isinstance(exc, ConfigIntegrityError) else ErrorKind.BACKUP_ERROR
 
@@ -64,22 +71,37 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
         target = repo().read(v)  # verified: a version that fails is refused, nothing is planned or applied
     except BackupError as exc:
         return ht.result(HostStatus.FAILED, error_class=_kind(exc), error=str(exc))
-    running = conn.send_command("show running-config", read_timeout=timeout)
-    delta = restore_delta(running, target)
-    data: dict[str, Any] = {"version": v.id, "delta": delta, "rpo_seconds": round(started - v.at, 3)}
-    if ht.check or not delta:
+    p = get(ht.host.platform)
+    running = conn.send_command(p.show_config, read_timeout=timeout)
+    plan = p.plan(running, target)
+    delta = plan.delta
+    data: dict[str, Any] = {"version": v.id, "delta": delta, "rpo_seconds": round(started - v.at, 3),
+                            "mechanism": plan.mechanism}
+    if not delta:
         return ht.result(HostStatus.OK, data={**data, "check_mode": ht.check},
-                         stdout="\n".join(delta) or f"running config already equals {v.id}")
-    out = apply_config(conn, delta, timeout)
-    if isinstance(out, ConfigRejected):
-        return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, data=data,
-                         error=f"device rejected the restore: {out.reason}")
-    conn.save_config()
-    after = conn.send_command("show running-config", read_timeout=timeout)
-    left = restore_delta(after, target)
+                         stdout=f"running config already equals {v.id}")
+    if ht.check:
+        shown = "\n".join(delta)
+        if plan.check:  # the platform's own diff; the device is left as it was
+            res = run_steps(conn, plan.check, p, timeout)
+            if res.failed:
+                return ht.result(HostStatus.FAILED, error_class=ErrorKind.COMMAND_FAILED, data=data,
+                                 error=f"the {plan.mechanism} check failed: {res.failed}",
+                                 stdout=bound(ctx.redactor.text(res.output)))
+            data["diff"] = ctx.redactor.text(res.native_diff)
+            shown = res.native_diff or shown
+        return ht.result(HostStatus.OK, data={**data, "check_mode": True}, stdout=ctx.redactor.text(shown))
+    res = run_steps(conn, plan.apply, p, timeout)
+    if res.failed:
+        return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, data={**data, "steps": res.steps},
+                         stdout=bound(ctx.redactor.text(res.output)),
+                         error=f"device rejected the restore ({plan.mechanism}): {res.failed}")
+    after = conn.send_command(p.show_config, read_timeout=timeout)
+    left = p.delta(after, target)
     data.update(rto_seconds=round(time.time() - started, 3), applied=len(delta))
     if left:
         return ht.result(HostStatus.FAILED, error_class=ErrorKind.RESTORE_NOT_VERIFIED, data={**data, "remaining": left},
-                         stdout=bound(out), error=f"after the restore the config still differs: {left[:5]}")
+                         stdout=bound(res.output), error=f"after the restore the config still differs: {left[:5]}")
+    how = "" if plan.mechanism == "delta" else f" by {plan.mechanism}"
     return ht.result(HostStatus.CHANGED, changed=True, data=data,
-                     stdout=ctx.redactor.text("\n".join(delta)) + f"\nrestored {v.id}; running config verified")
+                     stdout=ctx.redactor.text("\n".join(delta)) + f"\nrestored {v.id}{how}; running config verified")

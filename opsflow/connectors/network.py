@@ -16,10 +16,25 @@ from opsflow.connectors.base import Emit, HostTask, RunContext
 from opsflow.connectors.devconfig import ConfigRejected, apply_config
 from opsflow.connectors.ssh import host_key_message, host_key_problem
 from opsflow.netconfig import candidate_diff, config_diff
+from opsflow.platforms import Platform, UnknownPlatform, get
 from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
 _CLI_ERROR = re.compile(r"^%\s*(Unknown command|Invalid input|Ambiguous command|Incomplete command)", re.M)
 _lock = threading.Lock()
+
+
+def platform_of(ht: HostTask) -> Platform:
+    """The host's platform (``UnknownPlatform`` when opsflow does not know it)."""
+    return get(ht.host.platform)
+
+
+def cli_error(ht: HostTask, output: str) -> bool:
+    """Did the device answer a command with an error (its platform's way, IOS-like when unknown)?"""
+    try:
+        p = platform_of(ht)
+    except UnknownPlatform:
+        return bool(_CLI_ERROR.search(output))
+    return bool(_CLI_ERROR.search(output)) if p.name == "frr" else p.error(output) is not None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -140,11 +155,16 @@ class NetworkConnector:
         if ht.action == "network.command":
             outputs = {cmd: conn.send_command(cmd, read_timeout=timeout) for cmd in ht.spec.commands}
             text = "\n".join(f"{conn.find_prompt()} {c}\n{o}" for c, o in outputs.items())
-            bad = [c for c, o in outputs.items() if _CLI_ERROR.search(o)]
+            bad = [c for c, o in outputs.items() if cli_error(ht, o)]
             return ht.result(HostStatus.FAILED if bad else HostStatus.OK, stdout=bound(red.text(text)),
                              data={"outputs": red.value(outputs)},
                              error_class=ErrorKind.COMMAND_FAILED if bad else None,
                              error=f"device rejected: {', '.join(bad)}" if bad else None)
+        if ht.action in ("network.config", "network.backup", "network.restore"):
+            try:
+                platform_of(ht)
+            except UnknownPlatform as exc:
+                return ht.result(HostStatus.FAILED, error_class=ErrorKind.COMMAND_FAILED, error=str(exc))
         if ht.action == "network.config":
             return self._config(conn, ht, ctx, timeout)
         if ht.action in ("network.backup", "network.restore"):
@@ -155,23 +175,24 @@ class NetworkConnector:
 
     def _config(self, conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
         red = ctx.redactor
-        before = conn.send_command("show running-config", read_timeout=timeout)
+        p = platform_of(ht)
+        before = conn.send_command(p.show_config, read_timeout=timeout)
         if ht.check:
-            diff = candidate_diff(before, ht.spec.lines)
+            diff = candidate_diff(before, ht.spec.lines, p.name)
             return ht.result(HostStatus.OK, changed=bool(diff), stdout=red.text(diff),
                              data={"diff": red.text(diff), "check_mode": True})
-        out = apply_config(conn, ht.spec.lines, timeout)
+        out = apply_config(conn, ht.spec.lines, timeout, p)
         if isinstance(out, ConfigRejected):
             return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, error=red.text(out.reason),
                              stdout=bound(red.text(out.output)))
-        after = conn.send_command("show running-config", read_timeout=timeout)
-        diff = config_diff(before, after)
+        after = conn.send_command(p.show_config, read_timeout=timeout)
+        diff = config_diff(before, after, p.name)
         saved = None
-        if ht.spec.save and diff:
+        if ht.spec.save and diff and p.save:
             saved = conn.save_config()
         return ht.result(HostStatus.CHANGED if diff else HostStatus.OK, changed=bool(diff),
                          stdout=bound(red.text(diff or "no change")),
-                         stderr=bound(red.text(out)) if _CLI_ERROR.search(out) else "",
+                         stderr=bound(red.text(out)) if cli_error(ht, out) else "",
                          data={"diff": red.text(diff), "saved": bool(saved)})
 
     def _verify(self, conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
@@ -182,7 +203,7 @@ class NetworkConnector:
                                              f"check kind {check.kind!r} does not apply to a network device"))
                 continue
             out = conn.send_command(check.show, read_timeout=timeout)
-            problems = ["device rejected the command"] if _CLI_ERROR.search(out) else []
+            problems = ["device rejected the command"] if cli_error(ht, out) else []
             outcomes.append(outcome(check, problems + text_assertions(check, out), "ok"))
         failed = [o for o in outcomes if not o.passed]
         lines = [f"{'PASS' if o.passed else 'FAIL'} {o.name}: {o.detail}" for o in outcomes]

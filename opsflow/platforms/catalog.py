@@ -145,7 +145,7 @@ PLATFORMS: dict[str, Platform] = {p.name: p for p in (
              (r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d+ "
               r"\d\d:\d\d:\d\d", r"Building configuration", r"!! Last configuration change"),
              r"^% (Invalid|Incomplete|Ambiguous)|^\s*% Invalid input|^% Failed to commit|"
-             r"^!!% |Configuration failed", (_HOSTNAME,), last_line="end", save=False,
+             r"^!!% |Configuration failed", (_HOSTNAME,), last_line="end", save=False, commit=True,
              mechanism="commit replace", delta_rules=_IOS_RULES, plan_fn=_xr_plan),
     Platform("arista_eos", "arista_eos", "show running-config", _indent(),
              (r"! Command: show running-config", r"! Startup-config last modified", r"! Time:"),
@@ -157,7 +157,7 @@ PLATFORMS: dict[str, Platform] = {p.name: p for p in (
              (r"## Last commit:", r"## Last changed:"),
              r"^error:|^\s*syntax error|^unknown command|^\s*missing mandatory statement|^commit failed",
              ((r"^system \{", "no 'system' stanza"), (r"^\s+host-name \S", "no host-name")), last_line=r"\}",
-             save=False, mechanism="load override", native_check="show | compare", plan_fn=_junos_plan),
+             save=False, commit=True, mechanism="load override", native_check="show | compare", plan_fn=_junos_plan),
     Platform("fortinet", "fortinet", "show", Dialect("forti"), (r"#config-version=", r"#conf_file_ver="),
              r"^Command fail\. Return code|^command parse error|^Unknown action|^entry not found|^node_check_object fail",
              ((r"^config system global", "no 'config system global'"), (r"set hostname \S", "no hostname")),
@@ -167,7 +167,7 @@ PLATFORMS: dict[str, Platform] = {p.name: p for p in (
              Dialect("braces", multi=_MULTI, roots=_PANOS_ROOTS), (),
              r"^Invalid syntax|^Unknown command|^Server error|^Validation Error|^\s*Commit failed",
              ((r"^\s*deviceconfig \{", "no deviceconfig stanza"), (r"^\s+hostname \S", "no hostname")),
-             last_line=r"\}", save=False, mechanism="set/delete + commit", plan_fn=_panos_plan),
+             last_line=r"\}", save=False, commit=True, mechanism="set/delete + commit", plan_fn=_panos_plan),
     Platform("mikrotik_routeros", "mikrotik_routeros", "/export show-sensitive", Dialect("routeros"),
              (r"# \S+ \d\d:\d\d:\d\d by RouterOS",),
              r"^bad command name|^syntax error|^expected end of command|^failure:|^no such item|"

@@ -32,17 +32,58 @@ class Dialect:
 
 def apply(root: Node, lines: Iterable[str], d: Dialect) -> list[str]:
     """Apply configuration lines to ``root`` in place; return the lines it could not make sense of."""
-    lines = list(lines)
-    if d.syntax == "indent":
-        return _apply_indent(root, lines, d)
-    if d.syntax == "braces":
-        return [line for line in lines if not apply_set(root, line, d)]
-    if d.syntax == "forti":
-        return _apply_forti(root, lines)
-    return _apply_routeros(root, lines)
+    editor = Editor(root, d)
+    return [line for line in lines if not editor.feed(line)]
 
 
-# ---- IOS-likes ---------------------------------------------------------------------------------
+class Editor:
+    """A config-mode session on a tree, line by line: keeps the current sub-mode (``context``)."""
+
+    def __init__(self, root: Node, d: Dialect) -> None:
+        self.root, self.d = root, d
+        self.stack: list[tuple[int, Node]] = [(-1, root)]
+        self.indented = False  # the current block got indented lines (a pasted config)
+
+    @property
+    def context(self) -> list[str]:
+        return [n.text for _, n in self.stack[1:]]
+
+    def feed(self, raw: str) -> bool:
+        if self.d.syntax == "indent":
+            self._indent(raw)
+            return True
+        if self.d.syntax == "braces":
+            return apply_set(self.root, raw, self.d)
+        if self.d.syntax == "forti":
+            return _forti(self.stack, raw)
+        return _routeros(self.root, self.stack, raw)
+
+    def _indent(self, raw: str) -> None:
+        text = raw.strip()
+        indent = len(raw) - len(raw.lstrip())
+        if not text or text.startswith("!"):
+            return
+        if text == "end":
+            self.stack = self.stack[:1]
+            return
+        if text in ("exit", "exit-address-family", "exit-vrf"):
+            if len(self.stack) > 1:
+                self.stack.pop()
+            return
+        if indent:
+            self.indented = True
+            while self.stack[-1][0] >= indent:
+                self.stack.pop()
+        elif self.indented or self.d.openers.match(text):
+            self.stack, self.indented = self.stack[:1], False
+        parent = self.stack[-1][1]
+        if text.startswith("no "):
+            _negate_in(parent, text[3:], self.d)
+            return
+        node = _set_in(parent, text, self.d)
+        if indent or self.d.openers.match(text) or (len(self.stack) > 1 and self.d.sub_openers.match(text)):
+            self.stack.append((indent, node))
+
 
 def _negate_in(parent: Node, target: str, d: Dialect) -> None:
     parent.children = [c for c in parent.children if c.text != target and not c.text.startswith(target + " ")]
@@ -56,36 +97,6 @@ def _set_in(parent: Node, text: str, d: Dialect) -> Node:
         parent.children = [c for c in parent.children if not c.text.startswith(key) or c.text == text]
     parent.children = [c for c in parent.children if c.text != f"no {text}"]
     return parent.add(text)
-
-
-def _apply_indent(root: Node, lines: list[str], d: Dialect) -> list[str]:
-    pasted = any(line[:1] == " " and line.strip() not in ("!", "") for line in lines)
-    stack: list[tuple[int, Node]] = [(-1, root)]
-    for raw in lines:
-        text = raw.strip()
-        indent = len(raw) - len(raw.lstrip())
-        if not text or text.startswith("!"):
-            continue
-        if text == "end":
-            stack = stack[:1]
-            continue
-        if text in ("exit", "exit-address-family", "exit-vrf"):
-            if len(stack) > 1:
-                stack.pop()
-            continue
-        if pasted:
-            while stack[-1][0] >= indent:
-                stack.pop()
-        elif d.openers.match(text):
-            stack = stack[:1]
-        parent = stack[-1][1]
-        if text.startswith("no "):
-            _negate_in(parent, text[3:], d)
-            continue
-        node = _set_in(parent, text, d)
-        if pasted or d.openers.match(text) or (len(stack) > 1 and d.sub_openers.match(text)):
-            stack.append((indent, node))
-    return []
 
 
 # ---- Junos / PAN-OS set syntax on a braces tree ---------------------------------------------------
@@ -146,32 +157,29 @@ def apply_set(root: Node, line: str, d: Dialect) -> bool:
 
 # ---- FortiOS ------------------------------------------------------------------------------------
 
-def _apply_forti(root: Node, lines: list[str]) -> list[str]:
-    stack = [root]
-    bad: list[str] = []
-    for raw in lines:
-        text = raw.strip()
-        if not text:
-            continue
-        w = text.split(None, 2)
-        top = stack[-1]
-        if w[0] in ("config", "edit") and len(w) > 1:
-            stack.append(top.add(text))
-        elif w[0] in ("next", "end"):
-            if len(stack) > 1:
-                stack.pop()
-        elif w[0] == "set" and len(w) > 2:
-            top.children = [c for c in top.children if not c.text.startswith(f"set {w[1]} ")]
-            top.add(text)
-        elif w[0] == "unset" and len(w) > 1:
-            top.children = [c for c in top.children if not c.text.startswith(f"set {w[1]} ")]
-        elif w[0] == "delete" and len(w) > 1:
-            top.children = [c for c in top.children if c.text != f"edit {w[1]}"]
-        elif w[0] == "purge":
-            top.children = []
-        else:
-            bad.append(text)
-    return bad
+def _forti(stack: list[tuple[int, Node]], raw: str) -> bool:
+    text = raw.strip()
+    if not text:
+        return True
+    w = text.split(None, 2)
+    top = stack[-1][1]
+    if w[0] in ("config", "edit") and len(w) > 1:
+        stack.append((0, top.add(text)))
+    elif w[0] in ("next", "end"):
+        if len(stack) > 1:
+            stack.pop()
+    elif w[0] == "set" and len(w) > 2:
+        top.children = [c for c in top.children if not c.text.startswith(f"set {w[1]} ")]
+        top.add(text)
+    elif w[0] == "unset" and len(w) > 1:
+        top.children = [c for c in top.children if not c.text.startswith(f"set {w[1]} ")]
+    elif w[0] == "delete" and len(w) > 1:
+        top.children = [c for c in top.children if c.text != f"edit {w[1]}"]
+    elif w[0] == "purge":
+        top.children = []
+    else:
+        return False
+    return True
 
 
 # ---- RouterOS -----------------------------------------------------------------------------------
@@ -210,30 +218,29 @@ def _ros_set(section: Node, text: str) -> None:
         section.children.append(Node(line))
 
 
-def _apply_routeros(root: Node, lines: list[str]) -> list[str]:
-    section: Node | None = None
-    bad: list[str] = []
-    for raw in lines:
-        text = " ".join(raw.split())
-        if not text or text.startswith("#"):
-            continue
-        if text.startswith("/"):
-            w = text.split()
-            verb = next((i for i, x in enumerate(w) if x in _ROS_VERBS), len(w))
-            section = root.add(" ".join(w[:verb]))
-            text = " ".join(w[verb:])
-            if not text:
-                continue
-        if section is None or not text.startswith(_ROS_VERBS):
-            bad.append(raw.strip())
-            continue
-        if text.startswith("add "):
-            if not any(c.text == text for c in section.children):
-                section.children.append(Node(text))
-        elif text.startswith("set "):
-            _ros_set(section, text)
-        else:
-            want = kv(text, inside=True)
-            section.children = [c for c in section.children
-                                if not (c.text.startswith("add ") and want and want.items() <= kv(c.text).items())]
-    return bad
+def _routeros(root: Node, stack: list[tuple[int, Node]], raw: str) -> bool:
+    text = " ".join(raw.split())
+    if not text or text.startswith("#"):
+        return True
+    if text.startswith("/"):
+        w = text.split()
+        verb = next((i for i, x in enumerate(w) if x in _ROS_VERBS), len(w))
+        del stack[1:]
+        if w[:verb] != ["/"]:
+            stack.append((0, root.add(" ".join(w[:verb]))))
+        text = " ".join(w[verb:])
+        if not text:
+            return True
+    section = stack[-1][1]
+    if section is root or not text.startswith(_ROS_VERBS):
+        return False
+    if text.startswith("add "):
+        if not any(c.text == text for c in section.children):
+            section.children.append(Node(text))
+    elif text.startswith("set "):
+        _ros_set(section, text)
+    else:
+        want = kv(text, inside=True)
+        section.children = [c for c in section.children
+                            if not (c.text.startswith("add ") and want and want.items() <= kv(c.text).items())]
+    return True

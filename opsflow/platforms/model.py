@@ -63,6 +63,7 @@ class Platform:
     mechanism: str = "delta"  # how a restore is done (see ``plan``)
     native_check: str = ""  # the platform's own diff command (described in the docs table)
     save: bool = True  # a change must be saved (write memory) to survive a reload
+    commit: bool = False  # a change in config mode takes effect on ``commit`` (Junos, IOS-XR, PAN-OS)
     delta_rules: deltas.IndentRules | None = None
     plan_fn: Callable[[Platform, str, list[str]], Plan] | None = None
     notes: str = ""
