@@ -11,10 +11,9 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from opsflow.actions import ACTIONS
 from opsflow.errors import Diagnostic, InventoryError, RunbookError, UsageError, WindowClosed
@@ -158,15 +157,24 @@ def coerce(name: str, param: Param, value: Any) -> Any:
             if text in ("false", "no", "0", "off"):
                 return False
             raise ValueError
-        parsed = yaml.safe_load(value) if isinstance(value, str) else value
+        parsed = _yaml_value(value) if isinstance(value, str) else value
         if kind == "list" and isinstance(parsed, list):
             return parsed
         if kind == "dict" and isinstance(parsed, dict):
             return parsed
         raise ValueError
-    except (ValueError, TypeError, yaml.YAMLError):
+    except (ValueError, TypeError):
         shown = "the value given (secret, not shown)" if param.secret else repr(str(value)[:60])
         raise UsageError(f"param {name!r}: {shown} is not a valid {kind}") from None
+
+
+def _yaml_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ValueError(text) from None
 
 
 def resolve_params(lrb: LoadedRunbook, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -264,13 +272,14 @@ def check_windows(request: RunRequest, runbook: str, targets: list[str], invento
         return None
     from datetime import UTC, datetime
 
-    from opsflow.schedule.governance import governing_calendars, verdict
     from opsflow.settings import current
 
     settings = current()
-    calendars = governing_calendars(settings.schedules, settings.runbooks)
+    calendars = scoped_calendars(settings.schedules, settings.runbooks)
     if not calendars:
         return None
+    from opsflow.schedule.governance import verdict
+
     names = set(targets) | {g for h in targets for g in inventory.hosts[h].groups}
     why = verdict(calendars, runbook, names, datetime.now(UTC))
     if why is None:
@@ -279,6 +288,43 @@ def check_windows(request: RunRequest, runbook: str, targets: list[str], invento
         raise WindowClosed(f"{runbook} not started: {why}. To run it anyway: --override-window --reason TEXT "
                            "(recorded with who did it)")
     return why
+
+
+def scoped_calendars(schedules: str, runbooks: str) -> list[Any]:
+    """The calendars governing every run (``governing_calendars``), kept on disk (:mod:`opsflow.diskcache`)
+    while the schedules directory and the code that reads it are unchanged: a run does not parse the
+    directory (YAML, iCalendar files, the schedule models) again."""
+    path = Path(schedules)
+    if not path.is_dir():
+        return []
+    from opsflow import diskcache
+
+    tree = diskcache.tree_stamp(path, limit=5000)
+    key = diskcache.digest(("calendars", str(path.resolve()), str(runbooks), tree, _schedule_code()))
+    if key in _CALENDARS:  # a long-running process (daemon, service): their windows already computed
+        return _CALENDARS[key]
+    found = diskcache.get("calendars", key) if tree is not None else None
+    if not isinstance(found, list):
+        from opsflow.schedule.governance import governing_calendars
+
+        found = governing_calendars(path, runbooks)
+        if tree is not None:
+            diskcache.put("calendars", key, found)
+    if len(_CALENDARS) > 16:
+        _CALENDARS.clear()
+    _CALENDARS[key] = found
+    return found
+
+
+_CALENDARS: dict[str, list[Any]] = {}
+
+
+@lru_cache(maxsize=1)
+def _schedule_code() -> tuple[Any, ...]:
+    from opsflow import diskcache
+
+    return (*diskcache.code_stamp(Path(__file__).parent / "schedule"), diskcache.package_stamp("icalendar"),
+            diskcache.package_stamp("dateutil"))
 
 
 def project_file(lrb: LoadedRunbook, name: str) -> str:

@@ -30,10 +30,12 @@ from yaml.events import (
 )
 
 from opsflow.errors import Diagnostic, RunbookError
+from opsflow.postree import MAX_FILE_BYTES, Pos, PosDict, PosList, mb, position, read_text
 
-Pos = tuple[int, int]
+# the trees, positions and file reading live in opsflow.postree (no YAML there); these names stay here too
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_INT_CHARS", "MAX_VALUES", "Pos", "PosDict", "PosList", "load_file",
+           "load_text", "position", "read_text"]
 
-MAX_FILE_BYTES = 1024 * 1024  # a runbook is text written by people; the largest shipped one is a few kB
 MAX_DEPTH = 64  # nested mappings/sequences
 MAX_VALUES = 100_000  # values in the document once every alias is expanded
 MAX_INT_CHARS = 64  # characters of an integer literal (a longer one is text: quote it)
@@ -44,17 +46,6 @@ _INT_TAG = "tag:yaml.org,2002:int"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 _SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "binary",
                                                             "timestamp"))
-
-
-class PosDict(dict[str, Any]):
-    pos: Pos = (1, 1)
-    key_pos: dict[str, Pos]
-    value_pos: dict[str, Pos]
-
-
-class PosList(list[Any]):
-    pos: Pos = (1, 1)
-    item_pos: list[Pos]
 
 
 class _TooMuch(Exception):
@@ -252,8 +243,8 @@ def load_text(text: str, filename: str) -> Any:
     """Parse YAML text; every problem becomes a RunbookError with the position."""
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
-        raise RunbookError([Diagnostic(filename, 1, 1, f"the file is {_mb(size)}; the limit is "
-                                       f"{_mb(MAX_FILE_BYTES)} (split it, or move data out of the runbook)")])
+        raise RunbookError([Diagnostic(filename, 1, 1, f"the file is {mb(size)}; the limit is "
+                                       f"{mb(MAX_FILE_BYTES)} (split it, or move data out of the runbook)")])
     composer = _Composer(text, filename)
     try:
         value = composer.compose()
@@ -275,48 +266,5 @@ def load_text(text: str, filename: str) -> Any:
     return value
 
 
-def _mb(size: int) -> str:
-    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size} bytes"
-
-
-def read_text(path: str | Path) -> str:
-    """A file's text, refused when larger than MAX_FILE_BYTES (read no further than that)."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-            if len(data) > MAX_FILE_BYTES:
-                try:
-                    size = max(p.stat().st_size, len(data))
-                except OSError:
-                    size = len(data)
-                raise RunbookError([Diagnostic(str(p), 1, 1, f"the file is {_mb(size)}; the limit is "
-                                               f"{_mb(MAX_FILE_BYTES)} (split it, or move data out of it)")])
-        return data.decode("utf-8")
-    except OSError as exc:
-        raise RunbookError([Diagnostic(str(p), 1, 1, f"cannot read file: {exc.strerror or exc}")]) from exc
-    except UnicodeDecodeError as exc:
-        raise RunbookError([Diagnostic(str(p), 1, 1, f"not UTF-8 text: {exc.reason}")]) from exc
-
-
 def load_file(path: str | Path) -> Any:
     return load_text(read_text(path), str(path))
-
-
-def position(root: Any, loc: tuple[str | int, ...], value: bool = False) -> Pos:
-    """Best position for a path of keys/indexes into a tree loaded by this module.
-
-    Walks as deep as the path exists; a missing key points at its parent mapping.
-    """
-    node, pos = root, getattr(root, "pos", (1, 1))
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(node, PosDict) and isinstance(part, str) and part in node:
-            pos = node.key_pos[part] if last and not value else node.value_pos[part]
-            node = node[part]
-        elif isinstance(node, PosList) and isinstance(part, int) and 0 <= part < len(node):
-            pos = node.item_pos[part]
-            node = node[part]
-        else:
-            break
-    return pos

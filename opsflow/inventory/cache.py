@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opsflow.diskcache import evict, stamp, tree_stamp
+
 FORMAT = 1
 _MAX_ENTRIES = 20000  # a tree bigger than this is not a plausible inventory: no signature, no cache
 KEEP = 256  # cache entries kept (one per inventory path); the oldest written go first
@@ -50,36 +52,6 @@ def ttl() -> float:
         return 0.0
 
 
-def _stat(path: str) -> tuple[str, int, int] | tuple[str]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return (path,)
-    return (path, st.st_mtime_ns, st.st_size)
-
-
-def _walk(root: str, out: list[Any]) -> bool:
-    """Every entry under ``root`` (following links), with mtime and size; False when too many."""
-    out.append(_stat(root))
-    stack = [root]
-    while stack:
-        folder = stack.pop()
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            out.append(_stat(entry.path))
-            if len(out) > _MAX_ENTRIES:
-                return False
-            try:
-                if entry.is_dir():
-                    stack.append(entry.path)
-            except OSError:
-                continue
-    return True
-
-
 def _ansible_files() -> list[str]:
     spec = importlib.util.find_spec("ansible")  # finds the package without importing it
     release = os.path.join(os.path.dirname(spec.origin), "release.py") if spec and spec.origin else "-"
@@ -91,16 +63,16 @@ def _ansible_files() -> list[str]:
 def signature(source: str) -> str | None:
     """A digest of everything the resolution of ``source`` depends on; None when not computable."""
     parts: list[Any] = [FORMAT, source]
-    if os.path.isdir(source):
-        if not _walk(source, parts):
+    trees = [source] if os.path.isdir(source) else []
+    if not trees and os.path.exists(source):
+        parts.append(stamp(source))
+        trees = [os.path.join(os.path.dirname(source), kind) for kind in ("group_vars", "host_vars")]
+    for tree in trees:
+        found = tree_stamp(tree, _MAX_ENTRIES)
+        if found is None:
             return None
-    elif os.path.exists(source):
-        parts.append(_stat(source))
-        base = os.path.dirname(source)
-        for kind in ("group_vars", "host_vars"):
-            if not _walk(os.path.join(base, kind), parts):
-                return None
-    parts += [_stat(f) for f in _ansible_files()]
+        parts += found
+    parts += [stamp(f) for f in _ansible_files()]
     parts += sorted((k, v) for k, v in os.environ.items() if k.startswith("ANSIBLE_"))
     return hashlib.sha256(repr(parts).encode("utf-8", "surrogateescape")).hexdigest()
 
@@ -136,20 +108,5 @@ def write(source: str, sig: str, data: dict[str, Any], expires: float | None) ->
         os.replace(tmp, path)
     except OSError:
         return
-    _evict(path.parent)
-
-
-def _evict(folder: Path) -> None:
-    """Keep the newest ``KEEP`` entries: every inventory path ever loaded (tests' temporary ones too)
-    would otherwise stay forever."""
-    try:
-        entries = [(e.stat().st_mtime_ns, e.path) for e in os.scandir(folder) if e.name.endswith(".json")]
-    except OSError:
-        return
-    if len(entries) <= KEEP:
-        return
-    for _, old in sorted(entries)[: len(entries) - KEEP]:
-        try:
-            os.unlink(old)
-        except OSError:
-            continue
+    # every inventory path ever loaded (tests' temporary ones too) would otherwise stay forever
+    evict(path.parent, ".json", KEEP)

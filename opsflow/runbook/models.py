@@ -61,9 +61,15 @@ class _Model(BaseModel):
     @classmethod
     def model_rebuild(cls, *, force: bool = False, raise_errors: bool = True, _parent_namespace_depth: int = 2,
                       _types_namespace: Any = None) -> bool | None:
-        _event_types()  # pydantic builds a deferred model through here (first validation, schema, rebuild)
-        return super().model_rebuild(force=force, raise_errors=raise_errors,
-                                     _parent_namespace_depth=_parent_namespace_depth + 1,
+        # pydantic builds a deferred model through here (first validation, schema, rebuild); only the models
+        # that name an event type (Runbook, Step, ApproveAction, Escalation) need opsflow.events.models
+        depth = _parent_namespace_depth + 1
+        built = super().model_rebuild(force=force, raise_errors=False, _parent_namespace_depth=depth,
+                                      _types_namespace=_types_namespace)
+        if built is not False:
+            return built
+        _event_types()
+        return super().model_rebuild(force=force, raise_errors=raise_errors, _parent_namespace_depth=depth,
                                      _types_namespace=_types_namespace)
 
 

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from opsflow.errors import Diagnostic, InventoryError, RunbookError
 from opsflow.inventory.models import Inventory
-from opsflow.runbook import render
+from opsflow.postree import PosDict, PosList, position, read_text
+from opsflow.runbook import cache, render
+from opsflow.runbook.cache import TemplateUse
 from opsflow.runbook.limits import MAX_DIAGNOSTICS, MAX_TEMPLATES
 from opsflow.runbook.models import Check, Runbook, Step
-from opsflow.yamlpos import PosDict, PosList, load_text, position, read_text
 
 
 @dataclass(frozen=True)
@@ -139,32 +140,24 @@ def _model_at(loc: tuple[Any, ...]) -> Any:
     return None
 
 
-def _template_diagnostics(lrb: LoadedRunbook, known: set[str] | None) -> list[Diagnostic]:
-    """Templates compile; with an inventory, every variable a template names is known."""
-    rb, out = lrb.runbook, []
+def template_uses(lrb: LoadedRunbook) -> tuple[TemplateUse, ...]:
+    """Every template of the runbook, compiled as a run compiles it: its problem, or the variables it names
+    that the runbook itself does not define (these depend on the runbook alone: see opsflow.runbook.cache)."""
+    rb = lrb.runbook
+    out: list[TemplateUse] = []
     registered: set[str] = set()
     base = set(rb.params) | render.BUILTINS
-    count = 0
 
     def walk(node: Any, loc: tuple[str | int, ...], names: set[str], expr: bool = False) -> None:
-        nonlocal count
         if isinstance(node, str):
-            if not (expr or render.is_template(node)) or count > MAX_TEMPLATES:
+            if not (expr or render.is_template(node)) or len(out) > MAX_TEMPLATES:
                 return
-            count += 1
-            line, col = lrb.where(*loc, value=True)
-            if count > MAX_TEMPLATES:
-                out.append(Diagnostic(str(lrb.path), line, col, f"more than {MAX_TEMPLATES} templates in one "
-                                      "runbook (the limit); split it into runbooks, or move data out of it"))
+            if len(out) == MAX_TEMPLATES:
+                out.append(TemplateUse(loc, f"more than {MAX_TEMPLATES} templates in one runbook (the limit); "
+                                            "split it into runbooks, or move data out of it", frozenset()))
                 return
             problem, used = render.check_syntax(node, expression=expr)
-            if problem:
-                out.append(Diagnostic(str(lrb.path), line, col, problem))
-            elif known is not None:
-                for name in sorted(used - names - known):
-                    out.append(Diagnostic(str(lrb.path), line, col,
-                                          f"undefined template variable {name!r}: not a param, registered "
-                                          "result or inventory variable (declare it under params:)"))
+            out.append(TemplateUse(loc, problem, frozenset(used - names)))
         elif isinstance(node, dict):
             for k, v in node.items():
                 top = len(loc) == 2
@@ -181,15 +174,31 @@ def _template_diagnostics(lrb: LoadedRunbook, known: set[str] | None) -> list[Di
             walk(step, (section, i), base | registered)
             if isinstance(step, dict) and isinstance(step.get("register"), str):
                 registered.add(step["register"])
+    return tuple(out)
+
+
+def _template_diagnostics(lrb: LoadedRunbook, uses: tuple[TemplateUse, ...], known: set[str] | None) -> list[Diagnostic]:
+    """Templates compile; with an inventory, every variable a template names is known."""
+    out = []
+    for use in uses:
+        line, col = lrb.where(*use.loc, value=True)
+        if use.problem:
+            out.append(Diagnostic(str(lrb.path), line, col, use.problem))
+        elif known is not None:
+            for name in sorted(use.free - known):
+                out.append(Diagnostic(str(lrb.path), line, col,
+                                      f"undefined template variable {name!r}: not a param, registered "
+                                      "result or inventory variable (declare it under params:)"))
     return out
 
 
-def _semantic_diagnostics(lrb: LoadedRunbook, inventory: Inventory | None) -> list[Diagnostic]:
+def _semantic_diagnostics(lrb: LoadedRunbook, inventory: Inventory | None,
+                          uses: tuple[TemplateUse, ...]) -> list[Diagnostic]:
     rb, f, out = lrb.runbook, str(lrb.path), []
     known = None
-    if inventory is not None:
+    if inventory is not None and any(u.free for u in uses):
         known = {k for h in inventory.hosts.values() for k in h.vars}
-    out += _template_diagnostics(lrb, known)
+    out += _template_diagnostics(lrb, uses, known)
     for section in ("steps", "on_failure"):
         for i, step in enumerate(getattr(rb, section)):
             if step.ansible and resolve_playbook(lrb.root, lrb.path, step.ansible.playbook) is None:
@@ -230,10 +239,33 @@ def _capped(problems: list[Diagnostic]) -> RunbookError:
 
 
 def load_runbook(path: str | Path, inventory: Inventory | None = None) -> LoadedRunbook:
-    """Load and validate a runbook file; raise RunbookError with every problem found."""
+    """Load and validate a runbook file; raise RunbookError with every problem found.
+
+    What depends on the file alone comes from the cache of validated runbooks when its text was seen
+    before (:mod:`opsflow.runbook.cache`); what depends on the inventory and other files is checked each time.
+    """
     p = Path(path)
     try:
         text = read_text(p)  # refuses a file over the size limit
+    except RunbookError as exc:
+        raise _capped(exc.diagnostics) from None
+    entry = cache.get(text)
+    if entry is None:
+        entry = _validate(text, p)
+        if not any(u.problem for u in entry.templates):
+            cache.put(text, entry)
+    lrb = LoadedRunbook(runbook=entry.runbook, path=p, tree=entry.tree, text=text)
+    problems = _semantic_diagnostics(lrb, inventory, entry.templates)
+    if problems:
+        raise _capped(problems)
+    return lrb
+
+
+def _validate(text: str, p: Path) -> cache.Entry:
+    """What can be known of a runbook from its text alone: its model, its tree, its templates."""
+    from opsflow.yamlpos import load_text  # the YAML parser: not needed for a runbook from the cache
+
+    try:
         tree = load_text(text, str(p))
     except RunbookError as exc:
         raise _capped(exc.diagnostics) from None
@@ -243,11 +275,7 @@ def load_runbook(path: str | Path, inventory: Inventory | None = None) -> Loaded
         runbook = Runbook.model_validate(tree)
     except ValidationError as exc:
         raise _capped(_pydantic_diagnostics(exc, tree, str(p))) from None
-    lrb = LoadedRunbook(runbook=runbook, path=p, tree=tree, text=text)
-    problems = _semantic_diagnostics(lrb, inventory)
-    if problems:
-        raise _capped(problems)
-    return lrb
+    return cache.Entry(runbook, tree, template_uses(LoadedRunbook(runbook=runbook, path=p, tree=tree, text=text)))
 
 
 _CACHE: dict[tuple[str, int, int, int], LoadedRunbook] = {}
