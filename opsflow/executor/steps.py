@@ -161,6 +161,8 @@ class StepRunner:
     def _render_spec(self, ps: PlannedStep, host: str) -> Any:
         step = ps.step
         spec = step.spec
+        if step.action != "verify" and not render.has_template(spec):
+            return spec  # renders to itself: no dump and validation per host (fan-out)
         ctx = context(self.state, host)
         if step.action == "verify":
             out = []

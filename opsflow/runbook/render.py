@@ -42,9 +42,12 @@ def render(value: Any, ctx: dict[str, Any]) -> Any:
 
 
 def has_template(value: Any) -> bool:
-    """Whether a (nested) runbook value holds a template string anywhere: else it renders to itself."""
+    """Whether a (nested) runbook value — a model of one too — holds a template string anywhere: else it
+    renders to itself."""
     if isinstance(value, str):
         return is_template(value)
+    if hasattr(value, "__pydantic_fields_set__"):  # a model: its fields
+        return has_template(value.__dict__)
     if isinstance(value, list | tuple):
         return any(has_template(v) for v in value)
     if isinstance(value, dict):
