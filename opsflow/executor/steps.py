@@ -8,10 +8,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsflow.actions import ACTIONS
-from opsflow.approvals_notify import ApprovalNotices, Level, Waiting
 from opsflow.connectors import HostTask, RunContext, connector_for
 from opsflow.errors import OpsflowError, TemplateError
 from opsflow.executor.observer import Observer
@@ -20,6 +19,9 @@ from opsflow.redact import Redactor, redact
 from opsflow.results import FAILING, NEVER_RETRIED, ErrorKind, HostStatus, RunResult, RunStatus, StepResult
 from opsflow.runbook import render
 from opsflow.store.base import Store
+
+if TYPE_CHECKING:
+    from opsflow.approvals_notify import ApprovalNotices
 
 log = logging.getLogger(__name__)
 
@@ -293,6 +295,9 @@ class StepRunner:
         owners = plan.loaded.runbook.owners
         if not owners and not spec.escalate:
             return None
+        # the notifier (Apprise routing) only when someone is to be told
+        from opsflow.approvals_notify import ApprovalNotices, Level, Waiting
+
         waiting = Waiting(self.state.run_id, ps.index, plan.name, ps.step.name, message, plan.request.started_by,
                           started, deadline)
         levels = [Level(e.after, tuple(e.to)) for e in spec.escalate]
