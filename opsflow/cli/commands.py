@@ -83,14 +83,17 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
 def show_lessons(store: Any, runbook: str) -> None:
     """On stderr: the open reviews of ``runbook`` and their action items not done (never fails the caller)."""
     from opsflow.errors import OpsflowError
-    from opsflow.reviews.render import lesson_lines
 
     try:
-        lines = lesson_lines(store.open_lessons(runbook))
+        lessons = store.open_lessons(runbook)
     except OpsflowError as exc:
         click.echo(f"opsflow: note: open lessons of {safe(runbook)} not shown: {safe(exc)}", err=True)
         return
-    for line in lines:
+    if not lessons:
+        return
+    from opsflow.reviews.render import lesson_lines
+
+    for line in lesson_lines(lessons):
         click.echo(line, err=True)
 
 

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from typing import Any, TextIO
-from xml.etree import ElementTree as ET
 
 from opsflow.planning import Plan, PlannedStep
 from opsflow.results import HostStatus, RunResult, StepResult
@@ -183,6 +182,8 @@ def junit(record: dict[str, Any], results: list[dict[str, Any]]) -> bytes:
     One test case per step and host, named uniquely; stdout and stderr of every case, passing or
     not, in ``system-out`` / ``system-err``; timestamps with their zone offset.
     """
+    from xml.etree import ElementTree as ET
+
     x = for_xml
     suite = ET.Element("testsuite", name=x(f"opsflow.{record['runbook']}"), timestamp=_iso(record["started_at"]),
                        time=f"{record.get('duration') or 0:.3f}")
