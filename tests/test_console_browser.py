@@ -1,11 +1,13 @@
 """The web console in a real browser against the real service: `opsflow serve` in a subprocess on a free port,
 two users made with `opsflow user add`, a runbook of `local` steps with an approval step, Chromium by Playwright.
 
-alice (operator) logs in, starts a run and watches its grid fill from the stream, sees the approval waiting and
-may not approve it (four-eyes: the button is disabled with the reason; a forced POST gets 403); bob (approver)
-logs in in a second browser context, reaches Approve by keyboard on /approvals and approves; alice's page shows
-the run finish without a reload. Then: filters, a cell's output, a host, the schedule, service levels, events,
-and a phone-sized screen. Screenshots of each page go to tmp_path/screenshots (and $OPSFLOW_ARTIFACTS).
+alice (operator) logs in, starts a run from the start form and watches its grid fill from the stream, sees the
+approval waiting and may not approve it (four-eyes: the button is disabled with the reason; a forced POST gets
+403); bob (approver) logs in in a second browser context, reaches Approve by keyboard on /approvals and approves;
+alice's page shows the run finish without a reload. She starts a run with a parameter that fails one host, and
+reruns the failed host with the button (a new run limited to it); a bad parameter is refused with the API's
+message on the form. Then: filters, a cell's output, a host, the schedule, service levels, events, and a
+phone-sized screen. Screenshots of each page go to tmp_path/screenshots (and $OPSFLOW_ARTIFACTS).
 """
 
 from __future__ import annotations
@@ -41,6 +43,17 @@ steps:
   - name: verify
     local: [echo, ok]
 """
+CANARY = """name: canary
+description: Probe the app on every host.
+params:
+  fail_on: {default: none, description: a host whose probe fails}
+targets: all
+steps:
+  - name: probe
+    local: [sh, -c, 'test "{{ inventory_hostname }}" != "{{ fail_on }}"']
+  - name: report
+    local: [echo, 'probed {{ inventory_hostname }}']
+"""
 CALENDARS = """calendars:
   - name: nights
     mode: allowed
@@ -68,6 +81,7 @@ class Service:
         self.home = home
         (home / "runbooks").mkdir(parents=True)
         (home / "runbooks" / "rolling-restart.yaml").write_text(RUNBOOK)
+        (home / "runbooks" / "canary.yaml").write_text(CANARY)
         (home / "schedules").mkdir()
         today = datetime.now(UTC).date()
         (home / "schedules" / "calendars.yaml").write_text(
@@ -194,11 +208,15 @@ def test_the_console_end_to_end(service: Service, browser: Any, tmp_path: Path) 
     expect(alice).to_have_url(re.compile(r"/runs$"))
     expect(alice.get_by_role("heading", name="Runs")).to_be_visible()
 
-    # alice starts a run with her session (as the page's JavaScript does) and watches it live
-    started = api_post(alice, "/api/v1/runs", {"runbook": "rolling-restart"})
-    assert started["status"] == 202, started
-    run_id = started["body"]["id"]
-    alice.goto(f"{url}/runs/{run_id}")
+    # alice starts a run from the start form and watches it live
+    alice.get_by_role("link", name="Start a run").click()
+    expect(alice).to_have_url(re.compile(r"/runs/new$"))
+    alice.get_by_label("Runbook").select_option("rolling-restart")
+    expect(alice.locator("#start-about")).to_contain_text("Restart the app host by host")
+    shots(alice, "start-a-run")
+    alice.get_by_role("button", name="Start run").click()
+    expect(alice).to_have_url(re.compile(r"/runs/\d{8}-\d{6}-[0-9a-f]{6}$"))
+    run_id = alice.url.rsplit("/", 1)[1]
     alice.evaluate("window.__same_page = true")  # gone if anything below reloads the page
     grid = alice.locator("table.grid")
     expect(grid.locator("tbody tr")).to_have_count(3)
@@ -257,6 +275,41 @@ def test_the_console_end_to_end(service: Service, browser: Any, tmp_path: Path) 
     approvals_table = alice.locator("section[aria-labelledby=approvals-h]")
     expect(approvals_table).to_contain_text("bob")
     expect(approvals_table).to_contain_text("checked with the app owner")
+
+    # a run with a failed host, from the form with a parameter; then the failed host alone, rerun by a button
+    alice.goto(f"{url}/runs/new")
+    alice.get_by_label("Runbook").select_option("canary")
+    expect(alice.locator("#start-declared")).to_contain_text("fail_on=none")
+    alice.get_by_label("Parameters").fill("fail_on=web2")
+    alice.get_by_role("button", name="Start run").click()
+    expect(alice.locator("table.grid tbody tr")).to_have_count(3)
+    canary = alice.url.rsplit("/", 1)[1]
+    expect(alice.locator(".runhead .st").first).to_contain_text("partial", timeout=30000)
+    canary_grid = alice.locator("table.grid")
+    expect(canary_grid.locator('td.cell[data-step="0"][data-host="web2"]')).to_contain_text("failed")
+    expect(canary_grid.locator('td.cell[data-step="1"][data-host="web1"]')).to_contain_text("changed")
+    rerun = alice.locator("#rerun")
+    expect(rerun).to_have_text("Rerun failed hosts (web2)")
+    shots(alice, "run-partial-rerun-failed-hosts")
+    rerun.click()
+    expect(alice).not_to_have_url(re.compile(canary + "$"))
+    expect(alice.locator("table.grid tbody tr")).to_have_count(1)
+    expect(alice.locator("table.grid tbody tr th")).to_contain_text("web2")
+    expect(alice.locator(".runhead .st").first).to_contain_text("failed", timeout=30000)
+    rerun_id = alice.url.rsplit("/", 1)[1]
+    detail = alice.evaluate("async (p) => (await fetch(p)).json()", f"/api/v1/runs/{rerun_id}")["run"]
+    assert detail["hosts"] == {"web2": "failed"} and detail["params"] == {"fail_on": "web2"}
+    assert (detail["started_by"], detail["trigger"], detail["check_mode"]) == ("alice", "api", False)
+    bad = api_post(alice, "/api/v1/runs", {"runbook": "canary", "params": {"nope": "1"}})
+    assert bad["status"] == 400 and "unknown param(s) nope" in bad["body"]["message"]
+    alice.goto(f"{url}/runs/new")
+    alice.get_by_label("Runbook").select_option("canary")
+    alice.get_by_label("Parameters").fill("nope=1")
+    alice.get_by_role("button", name="Start run").click()
+    expect(alice.locator("#start-error")).to_contain_text("Not started: ")
+    expect(alice.locator("#start-error")).to_contain_text("unknown param(s) nope")
+    expect(alice).to_have_url(re.compile(r"/runs/new$"))
+    alice.goto(f"{url}/runs/{run_id}")
 
     # a cell's output: stdout and stderr
     grid.locator('td.cell[data-step="3"][data-host="web2"] a').click()

@@ -156,6 +156,42 @@ def events_page(request: Request) -> Response:
                   next_url=f"/events?{urlencode({**kept, 'cursor': cursor})}" if cursor else None)
 
 
+def _runbooks(request: Request, principal: Any) -> list[dict[str, Any]]:
+    """The runbooks of the service's runbooks directory this principal may start: name, description, targets,
+    and their params (what the form shows as a hint). A file that does not load is left out."""
+    from opsflow.runbook.validate import find_runbooks, load_runbook_cached
+
+    directory = getattr(getattr(request.app.state, "ctx", None), "runbooks", None)
+    if not directory or not Path(directory).is_dir():
+        return []
+    out: dict[str, dict[str, Any]] = {}
+    for path in find_runbooks([str(directory)]):
+        try:
+            rb = load_runbook_cached(path).runbook
+        except Exception:  # noqa: BLE001 - a runbook that does not load cannot be started either
+            continue
+        if rb.name in out or not allowed(principal, "run", rb.name):
+            continue
+        out[rb.name] = {"name": rb.name, "description": rb.description, "targets": rb.targets,
+                        "params": views.param_hints(rb.params)}
+    return sorted(out.values(), key=lambda r: r["name"])
+
+
+@router.get("/runs/new")
+def start_page(request: Request) -> Response:
+    """The form that starts a run: it posts to the API (POST /api/v1/runs), as the rerun button does."""
+    viewer = viewer_of(request)
+    if viewer is None:
+        return to_login(request)
+    p = viewer.principal
+    if not allowed(p, "run"):
+        return render(request, "error.html", viewer, status_code=403, title="Not allowed",
+                      message=f"Starting a run needs the operator role (you are {p.role}).")
+    q = request.query_params
+    return render(request, "start.html", viewer, runbooks=_runbooks(request, p), chosen=q.get("runbook", "")[:200],
+                  limit=q.get("limit", "")[:500])
+
+
 @router.get("/approvals")
 def approvals_page(request: Request) -> Response:
     viewer = viewer_of(request)

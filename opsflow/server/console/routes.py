@@ -32,6 +32,7 @@ from opsflow.server.console.web import (
 )
 
 router = APIRouter(include_in_schema=False)
+router.include_router(pages.router)  # first: its /runs/new before /runs/{run_id}
 STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript; charset=utf-8"}
 SINCE = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 RUN_FILTERS = ("runbook", "status", "trigger", "host", "started_by")
@@ -127,7 +128,10 @@ def runs(request: Request) -> Response:
     kept = {k: v for k, v in {**chosen, "since": since_key}.items() if v}
     from urllib.parse import urlencode
 
+    from opsflow.auth import allowed
+
     return render(request, "runs.html", viewer, runs=rows, filters=chosen, since=since_key, sinces=list(SINCE),
+                  can_start=allowed(viewer.principal, "run"),
                   statuses=["running", "waiting", "succeeded", "partial", "failed", "canceled", "abandoned",
                             "crashed"],
                   triggers=["cli", "api", "event", "schedule"], status=views.status,
@@ -148,6 +152,22 @@ def _planned_steps(run: dict[str, Any]) -> list[str]:
         return []
 
 
+def _outside_groups(request: Request, principal: Any, run: dict[str, Any]) -> str | None:
+    """The run's hosts outside the principal's inventory groups (the service's inventory), as the API says it."""
+    if not principal.groups:
+        return None
+    from opsflow.auth import hosts_outside
+    from opsflow.errors import OpsflowError
+    from opsflow.server.runs import run_hosts
+
+    try:
+        hosts = run_hosts(request.app.state.ctx, principal, run)
+    except (AttributeError, OpsflowError):  # no inventory, or one that does not load: no host is known in it
+        hosts = dict.fromkeys(run.get("hosts") or {}, ())
+    outside = hosts_outside(principal, hosts)
+    return ", ".join(outside) if outside else None
+
+
 def _run_context(request: Request, viewer: Viewer, run_id: str) -> dict[str, Any] | None:
     store = store_of(request)
     run = store.get_run(run_id)
@@ -163,14 +183,15 @@ def _run_context(request: Request, viewer: Viewer, run_id: str) -> dict[str, Any
     from opsflow.redact import MASK
 
     secret_params = any(v == MASK for v in (run.get("params") or {}).values())
+    outside = _outside_groups(request, p, run)
     actions = {
-        "decide": views.decision_action(p, run, pending),
-        "cancel": views.operator_action(p, run, "cancel", live, "the run has ended"),
+        "decide": views.decision_action(p, run, pending, outside),
+        "cancel": views.operator_action(p, run, "cancel", live, "the run has ended", outside),
         "resume": views.operator_action(p, run, "resume", not live and run["status"] != "succeeded",
-                                        "only an ended run that did not succeed can be resumed"),
+                                        "only an ended run that did not succeed can be resumed", outside),
         "rerun": views.operator_action(p, run, "run", not live and bool(failed) and not secret_params,
                                        "secret parameters are not kept: rerun it from the CLI" if secret_params
-                                       else "no failed host to rerun"),
+                                       else "no failed host to rerun", outside),
     }
     return {"run": run, "grid": grid, "approvals": approvals, "pending": pending, "actions": actions,
             "failed": failed, "live": live, "status": views.status}
@@ -247,7 +268,5 @@ def cell_output(request: Request, run_id: str) -> Response:
     selected = _selected_cell(request, ctx)
     return render(request, "output.html", viewer, run=ctx["run"], selected=selected, status=views.status)
 
-
-router.include_router(pages.router)
 
 __all__ = ["router"]

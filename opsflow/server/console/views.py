@@ -90,6 +90,18 @@ def failed_hosts(run: dict[str, Any]) -> list[str]:
     return [h for h, s in (run.get("hosts") or {}).items() if s in FAILED_HOST]
 
 
+def param_hints(params: dict[str, Any]) -> list[str]:
+    """A runbook's params as the start form shows them: ``name=default`` (``name=`` when required),
+    ``(secret)`` and the choices noted; never a secret's default."""
+    out = []
+    for name, p in params.items():
+        default = "" if p.secret or p.default is None else str(p.default)
+        notes = [n for n in ("required" if p.is_required else "", "secret" if p.secret else "",
+                             f"one of {', '.join(map(str, p.choices))}" if p.choices else "") if n]
+        out.append(f"{name}={default}" + (f"  # {'; '.join(notes)}" if notes else ""))
+    return out
+
+
 # ---- what a viewer may do with a run ------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -99,8 +111,10 @@ class Action:
     reason: str = ""  # why not, when not allowed
 
 
-def decision_action(principal: Principal, run: dict[str, Any], approval: dict[str, Any] | None) -> Action:
-    """Approve/deny of the run's pending approval: approvers in scope, never the run's starter (four-eyes)."""
+def decision_action(principal: Principal, run: dict[str, Any], approval: dict[str, Any] | None,
+                    outside: str | None = None) -> Action:
+    """Approve/deny of the run's pending approval: approvers in scope (``outside``: why the run's hosts are not
+    all in the principal's groups), never the run's starter (four-eyes)."""
     if approval is None or approval.get("state") != "pending":
         return Action("decide", False, "no approval is waiting")
     required = approval.get("four_eyes")
@@ -110,16 +124,20 @@ def decision_action(principal: Principal, run: dict[str, Any], approval: dict[st
     if not allowed(principal, "approve", run.get("runbook")):
         return Action("decide", False, f"approving needs the approver role for runbook {run.get('runbook')} "
                                         f"(you are {principal.role})")
+    if outside:
+        return Action("decide", False, outside)
     return Action("decide", True)
 
 
 def operator_action(principal: Principal, run: dict[str, Any], permission: str, applies: bool,
-                    why_not: str) -> Action:
+                    why_not: str, outside: str | None = None) -> Action:
     if not applies:
         return Action(permission, False, why_not)
     if not allowed(principal, permission, run.get("runbook")):
         return Action(permission, False, f"needs the operator role for runbook {run.get('runbook')} "
                                          f"(you are {principal.role})")
+    if outside:
+        return Action(permission, False, f"needs the run's hosts in your inventory groups: {outside}")
     return Action(permission, True)
 
 
@@ -199,4 +217,4 @@ def _group(slots: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 __all__ = ["FINISHED", "STATUS", "Action", "Cell", "Day", "Grid", "calendar_days", "decision_action",
-           "failed_hosts", "grid", "mark", "operator_action", "status"]
+           "failed_hosts", "grid", "mark", "operator_action", "param_hints", "status"]

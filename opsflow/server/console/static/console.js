@@ -36,6 +36,64 @@
     return "refused (HTTP " + status + ")";
   }
 
+  // every action goes to the API: the session cookie and its CSRF token; {ok, status, data}
+  function post(url, body) {
+    return fetch(url, {
+      method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json"},
+      body: JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) { return {ok: r.ok, status: r.status, data: data}; });
+    });
+  }
+
+  // the start form: the same request as the API's (and the rerun button's): runbook, params, limit, check
+  function params(text) {
+    var out = {}, bad = [];
+    text.split("\n").forEach(function (line, i) {
+      var t = line.trim();
+      if (!t || t.charAt(0) === "#") return;
+      var at = t.indexOf("=");
+      if (at < 1) { bad.push(i + 1); return; }
+      out[t.slice(0, at).trim()] = t.slice(at + 1).trim();
+    });
+    return {params: out, bad: bad};
+  }
+
+  ready(function () {
+    var form = document.getElementById("start-form");
+    if (!form) return;
+    var select = document.getElementById("start-runbook"), box = document.getElementById("start-params");
+    var error = document.getElementById("start-error"), submit = document.getElementById("start-submit");
+    function chosen() {
+      var o = select.options[select.selectedIndex];
+      var declared = o.dataset.params ? o.dataset.params.split("\n") : [];
+      document.getElementById("start-declared").textContent = declared.length ? declared.join(", ") : "none";
+      document.getElementById("start-about").textContent = (o.dataset.description || "") + (o.dataset.targets ? " Targets: " + o.dataset.targets + "." : "");
+      box.placeholder = declared.join("\n");
+    }
+    select.addEventListener("change", chosen);
+    chosen();
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var parsed = params(box.value);
+      if (parsed.bad.length) {
+        error.textContent = "Parameters: line " + parsed.bad.join(", ") + " is not name=value.";
+        error.hidden = false; box.focus(); return;
+      }
+      var limit = document.getElementById("start-limit").value.trim();
+      var body = {runbook: select.value, params: parsed.params, limit: limit || null,
+                  check: document.getElementById("start-check").checked};
+      submit.disabled = true; error.hidden = true;
+      post(form.dataset.start, body).then(function (res) {
+        if (res.ok && res.data && res.data.id) { window.location.href = "/runs/" + encodeURIComponent(res.data.id); return; }
+        submit.disabled = false;
+        error.textContent = "Not started: " + message(res.data, res.status);
+        error.hidden = false; error.focus();
+      }).catch(function (err) { submit.disabled = false; error.textContent = "Not started: " + err; error.hidden = false; });
+    });
+  });
+
   document.addEventListener("click", function (ev) {
     var button = ev.target.closest ? ev.target.closest("button[data-post]") : null;
     if (!button || button.disabled) return;
@@ -46,13 +104,7 @@
       if (input && input.value.trim()) body.comment = input.value.trim();
     }
     button.disabled = true;
-    fetch(button.dataset.post, {
-      method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf, "Accept": "application/json"},
-      body: JSON.stringify(body)
-    }).then(function (r) {
-      return r.json().catch(function () { return {}; }).then(function (data) { return {ok: r.ok, status: r.status, data: data}; });
-    }).then(function (res) {
+    post(button.dataset.post, body).then(function (res) {
       if (!res.ok) {
         button.disabled = false;
         toast(button.textContent.trim() + ": " + message(res.data, res.status), true);
