@@ -10,6 +10,7 @@ which the workers holding the run's units act on. Killing the caller changes not
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -33,12 +34,13 @@ class BrokerUnreachable(OpsflowError):
     exit_code = 1
 
 
-def dispatch(plan: Plan, store: SqlStore, broker: str, run_id: str | None = None, ttl: float = DEFAULT_TTL) -> str:
+def dispatch(plan: Plan, store: SqlStore, broker: str, run_id: str | None = None, ttl: float | None = None) -> str:
     """Record the run and its units, publish one message per unit; the run id. Warns on stderr-bound log about
     queues that no live worker serves (the run waits for one)."""
     from opsflow.dispatch.app import make_app
 
     units = placement.units(plan)
+    ttl = ttl or float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL)  # until a worker claims with its own
     run_id = run_id or new_run_id()
     app = make_app(broker)
     record_start(store, plan, run_id, node=f"{NODE}:{','.join(units)}")

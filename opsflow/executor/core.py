@@ -178,7 +178,8 @@ class Executor:
                 for ps in plan.on_failure:
                     runner.run(PlannedStep(ps.index, ps.step, self._mine(ps, [h for h in ps.hosts if h in failed_now]),
                                            "on_failure"))
-            self._sync(state, False)
+            if number < len(batches):  # the next batch starts once every unit ended this one
+                self._sync(state, False)
             failed_now = [h for h in batch if h in state.failed]
             if self.cancel.is_set():
                 if self.rollback_on_cancel:

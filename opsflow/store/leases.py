@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from opsflow.errors import OpsflowError
+from opsflow.errors import StoreError
 from opsflow.results import StepResult
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
 Execute = Callable[[str, tuple[Any, ...]], Any]
 
 
-class Fenced(OpsflowError):
+class Fenced(StoreError):
     """This worker's lease was taken over (its token is no longer the unit's): it must stop writing."""
 
     exit_code = 1
