@@ -29,6 +29,7 @@ _EVENT_COLS = ("id", "received_at", "source", "name", "status", "host", "severit
 _ACTION_COLS = ("id", "event_id", "rule", "host", "dedup_key", "occurrence", "outcome", "reason", "detail",
                 "run_id", "run_status", "daemon", "received_at", "queued_at", "started_at", "ended_at",
                 "start_latency", "end_latency")
+_INSERT_EVENT = f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.join('?' for _ in _EVENT_COLS)})"
 _BREAKER_COLS = ("rule", "failures", "state", "opened_at", "last_run", "reset_at", "reset_by")
 
 
@@ -76,11 +77,33 @@ class EventStoreMixin:
 
     # ---- events and actions ----------------------------------------------------------
     @staticmethod
-    def event_row(event: Event, rules: list[str], check: bool = False) -> Statement:
+    def event_row(event: Event, rules: list[str] | None, check: bool = False) -> Statement:
+        """The event's row; ``rules`` None: not decided yet (outcome ``pending``, see ``events_decided``)."""
         row = (event.id, event.received_at, event.source, event.name, event.status, event.host, event.severity,
                event.message[:8192], event.fingerprint, event.occurrence, event.peer, _payload(event),
-               json.dumps(rules), "matched" if rules else "no_rule", int(check))
-        return f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.join('?' for _ in row)})", row
+               None if rules is None else json.dumps(rules),
+               "pending" if rules is None else "matched" if rules else "no_rule", int(check))
+        return _INSERT_EVENT, row
+
+    @staticmethod
+    def events_decided(decided: list[tuple[str, list[str]]]) -> list[Statement]:
+        """Pending events decided: (event id, the rules it matched) → UPDATEs, one per set of rules (500 ids each)."""
+        by_rules: dict[str, list[str]] = {}
+        for event_id, rules in decided:
+            by_rules.setdefault(json.dumps(rules), []).append(event_id)
+        out: list[Statement] = []
+        for text, ids in by_rules.items():
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                out.append((f"UPDATE events SET rules = ?, outcome = ? WHERE id IN ({', '.join('?' for _ in chunk)})",
+                            (text, "no_rule" if text == "[]" else "matched", *chunk)))
+        return out
+
+    def pending_events(self, limit: int = 100_000) -> list[dict[str, Any]]:
+        """Events recorded but not decided (the daemon stopped in between), oldest first, as ``events`` gives them."""
+        rows = self._exec(f"SELECT {', '.join(_EVENT_COLS)} FROM events WHERE outcome = 'pending' "
+                          "ORDER BY received_at, id LIMIT ?", (limit,))
+        return [self._event_dict(r) for r in rows]
 
     @staticmethod
     def action_row(action: dict[str, Any]) -> Statement:
@@ -122,7 +145,7 @@ class EventStoreMixin:
     def _event_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
         d = dict(zip(_EVENT_COLS, row, strict=True))
         d.update(json.loads(d.pop("payload") or "{}"))
-        d["rules"] = json.loads(d["rules"] or "[]")
+        d["rules"] = json.loads(d["rules"] or "[]")  # pending: not decided yet
         d["check_mode"] = bool(d["check_mode"])
         return d
 
