@@ -1,12 +1,12 @@
 """The daemon's core: record each event, decide (rules → guard), queue, run through the one funnel, drain.
 
-``submit`` records a request's events and every matched rule's decision before it returns, all or
-nothing, so an event acknowledged to its sender is on record exactly once. Concurrent requests share
-one transaction (``opsflow.events.commit``, group commit): decisions are taken one request at a time
-under the daemon's lock, their rows are committed together by one thread, and each ``submit`` returns
-once its own rows are committed. A queued remediation is handed to a worker only once it is recorded.
-Runs go through ``build_plan`` and ``Executor`` like ``opsflow run``, in a bounded pool fed by a
-bounded queue.
+``record`` / ``submit`` record a request's events before the sender gets its 200: concurrent
+requests share one durable transaction (``opsflow.events.commit``, group commit), so an event
+acknowledged to its sender is on record exactly once, even if the process is killed the next
+instant. Rules are evaluated and decisions taken after that commit, off the request path, by one
+decider thread in commit order (``opsflow.events.decide``); a queued remediation is handed to a
+worker only once its decision is recorded. Runs go through ``build_plan`` and ``Executor`` like
+``opsflow run``, in a bounded pool fed by a bounded queue.
 """
 
 from __future__ import annotations
@@ -19,28 +19,29 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opsflow.api import execute
 from opsflow.errors import Diagnostic, OpsflowError, RunbookError, UsageError, WindowClosed
-from opsflow.events.commit import GroupCommit
+from opsflow.events.commit import GroupCommit, Ticket, durable
+from opsflow.events.decide import Decider, Item, Pending
 from opsflow.events.metrics import Metrics
 from opsflow.events.models import Event
-from opsflow.events.rules import HostIndex, Match, Rule, evaluate, occurrence, rules_of
-from opsflow.events.safety import Guard, Journal
+from opsflow.events.rules import HostIndex, Rule, rules_of
+from opsflow.events.safety import Guard
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
 from opsflow.notify import Kind
-from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan, resolve_params
+from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan
 from opsflow.proc import process_alive, process_start
 from opsflow.redact import Redactor
 from opsflow.reports.metrics import StoreCollector, service_levels
 from opsflow.results import RunError, RunResult, RunStatus
 from opsflow.runbook.validate import LoadedRunbook, find_runbooks, load_runbook
 from opsflow.service.notifications import Notices
-from opsflow.store.base import Statement, Store
+from opsflow.store.base import Store
 from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.daemon")
@@ -59,34 +60,13 @@ class Settings:
     check: bool = False
 
 
-@dataclass
-class Item:
-    action: str
-    event: Event
-    match: Match
-    queued_at: float
-    started: bool = False
-    ready: bool = False  # recorded (committed): a worker may take it
-    run_id: str = ""
-    executor: Executor | None = None
-
-    @property
-    def host(self) -> str:
-        return self.match.host or ""
-
-
-@dataclass
-class _Pending:
-    """What deciding on one request's events will record and count, once the store has taken it all."""
-
-    writes: list[Statement] = field(default_factory=list)
-    counts: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-    queued: list[Item] = field(default_factory=list)  # put on the queue, not yet recorded
-    canceled: list[Item] = field(default_factory=list)  # taken off the queue (put back when not recorded)
-    undo: Journal = field(default_factory=list)  # the guard's changes
-
-    def count(self, name: str, labels: dict[str, str]) -> None:
-        self.counts.append((name, labels))
+def _event_of(row: dict[str, Any]) -> Event:
+    """An event as the store gives it back (``Store.events``, ``pending_events``)."""
+    text = {k: str(row.get(k) or "") for k in ("id", "source", "name", "host", "severity", "message", "fingerprint",
+                                                "occurrence", "peer")}
+    return Event(**text, status=str(row.get("status") or "firing"), labels=dict(row.get("labels") or {}),
+                 annotations=dict(row.get("annotations") or {}), data=dict(row.get("data") or {}),
+                 received_at=float(row.get("received_at") or 0.0))
 
 
 def new_event_id() -> str:
@@ -141,8 +121,9 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._stopping = False
         self.scheduler: Any = None  # the schedule's scheduler beside intake (opsflow.service), shown in health
-        self.commits = GroupCommit(store.write_all, lock=self._lock, on_commit=self._recorded,
-                                   on_fail=self._not_recorded)
+        self.write = durable(store)  # a batch's rows, committed and on disk
+        self.commits = GroupCommit(self.write, on_commit=self._committed)
+        self.decider = Decider(self)
         self.metrics.set("opsflow_event_queue_capacity", settings.queue_size)
         self.metrics.gauge("opsflow_event_queue_depth", lambda: {(): float(len(self._queue))})
         self.metrics.gauge("opsflow_runs_running", lambda: {(): float(len(self._running))})
@@ -203,134 +184,58 @@ class Daemon:
             t = threading.Thread(target=self._work, name=f"opsflow-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
+        self._recover()
 
     # ---- intake ----------------------------------------------------------------------
-    def submit(self, events: list[Event]) -> list[dict[str, Any]]:
-        """Decide for each event and each rule it matches, record it all; return a receipt per event.
+    def record(self, events: list[Event]) -> Ticket:
+        """Queue a request's events for the next group commit; the ticket is done once they are on disk.
 
-        Returns once the request's events and decisions are committed (with those of concurrent
-        requests: group commit). When the store refuses (StoreError), nothing of the request is
-        recorded, queued, remembered or counted."""
+        Nothing is decided here (see ``opsflow.events.decide``): the receipt of each event is its id."""
         now = time.time()
+        prefix = "ev-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime(now)) + "-"
+        rows = []
         for event in events:
-            event.id = event.id or new_event_id()
+            event.id = event.id or prefix + secrets.token_hex(8)
             event.received_at = event.received_at or now
-        pending = _Pending()
-        self.commits.arrive()
-        put = False
-        try:
-            with self._lock:
-                self.guard.begin()
-                try:
-                    receipts = [self._consider(event, pending) for event in events]
-                except BaseException:
-                    pending.undo = self.guard.detach()
-                    self._not_recorded([pending])
-                    raise
-                pending.undo = self.guard.detach()
-                if not pending.writes:
-                    return receipts
-                ticket = self.commits.put(pending.writes, pending)
-                put = True
-        finally:
-            if not put:
-                self.commits.leave()
-        ticket.wait()
-        return receipts
+            rows.append(self.store.event_row(event, None, self.s.check))
+        return self.commits.put(rows, events)
 
-    def _recorded(self, batch: Sequence[_Pending]) -> None:
-        """A batch is committed: its remediations may start; its counts are counted."""
-        if any(p.queued for p in batch):
-            with self._lock:
-                for p in batch:
-                    for item in p.queued:
-                        item.ready = True
-                self._lock.notify_all()
-        counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-        for p in batch:
-            counts.update((name, tuple(labels.items())) for name, labels in p.counts)
-        for (name, labels), n in counts.items():
-            self.metrics.inc(name, dict(labels), n)
+    @staticmethod
+    def receipts(events: list[Event]) -> list[dict[str, Any]]:
+        return [{"id": e.id, "outcome": "recorded"} for e in events]
 
-    def _not_recorded(self, batch: Sequence[_Pending]) -> None:
-        """The store refused (under the lock): undo the decisions, newest first; their queue changes too."""
-        for p in reversed(batch):
-            self.guard.undo(p.undo)
-            gone = {id(i) for i in p.queued}
-            kept = [i for i in self._queue if id(i) not in gone]
-            self._queue.clear()
-            self._queue.extend(sorted(kept + p.canceled, key=lambda i: i.queued_at))
+    def submit(self, events: list[Event]) -> list[dict[str, Any]]:
+        """Record the events (blocking until they are committed); a receipt per event.
 
-    def _consider(self, event: Event, pending: _Pending) -> dict[str, Any]:
-        pending.count("opsflow_events_received_total", {"source": event.source})
-        matches = [m for m in (evaluate(r, event, self.hosts) for r in self.rules) if m is not None]
-        pending.writes.append(self.store.event_row(event, [m.rule.name for m in matches], self.s.check))
-        if not matches:
-            pending.count("opsflow_events_suppressed_total", {"reason": "no_rule"})
-            return {"id": event.id, "outcome": "no_rule"}
-        return {"id": event.id, "actions": [self._decide(event, m, f"{event.id}.{i}", pending)
-                                            for i, m in enumerate(matches)]}
+        When the store refuses (StoreError), nothing of the request is recorded, decided or counted."""
+        self.record(events).wait()
+        return self.receipts(events)
 
-    def _decide(self, event: Event, m: Match, action: str, pending: _Pending) -> dict[str, Any]:
-        rule, now = m.rule, time.time()
-        pending.count("opsflow_events_matched_total", {"rule": rule.name})
-        record = {"id": action, "event_id": event.id, "rule": rule.name, "host": m.host, "dedup_key": m.key,
-                  "occurrence": occurrence(event), "received_at": event.received_at, "daemon": self.identity}
-        reason, detail = self._suppression(event, m, now, pending)
-        if reason is None and len(self._queue) >= self.s.queue_size:
-            reason, detail = "queue_full", f"{len(self._queue)} remediations already wait for a worker"
-        if reason is None or reason == "resolved":
-            self.guard.remember(rule.name, m.key, occurrence(event), rule.trigger.dedup.window, now)
-        if reason is not None:
-            pending.count("opsflow_events_suppressed_total", {"reason": reason})
-            pending.writes.append(self.store.action_row({**record, "outcome": "suppressed", "reason": reason,
-                                                         "detail": detail}))
-            log.debug("event %s rule %s: suppressed (%s) %s", event.id, rule.name, reason, detail)
-            return {"rule": rule.name, "host": m.host, "outcome": "suppressed", "reason": reason, "detail": detail}
-        assert m.host is not None
-        self.guard.admit(rule.name, m.host, action, now)
-        pending.writes.append(self.store.action_row({**record, "outcome": "queued", "queued_at": now}))
-        item = Item(action=action, event=event, match=m, queued_at=now)
-        self._queue.append(item)
-        pending.queued.append(item)
-        return {"rule": rule.name, "host": m.host, "outcome": "queued", "action": action}
+    def _committed(self, batch: Sequence[list[Event] | Pending]) -> None:
+        """A batch is on record: count its requests' events and hand them to the decider (its decisions, the
+        decider's own tickets, go back to the decider by their ticket)."""
+        events = [e for request in batch if not isinstance(request, Pending) for e in request]  # not decisions
+        counts: Counter[str] = Counter(e.source for e in events)
+        for source, n in counts.items():
+            self.metrics.inc("opsflow_events_received_total", {"source": source}, n)
+        if events:
+            self.decider.put(events)
 
-    def _suppression(self, event: Event, m: Match, now: float, pending: _Pending) -> tuple[str | None, str]:
-        rule, t = m.rule, m.rule.trigger
-        if self.guard.duplicate(rule.name, m.key, occurrence(event), now):
-            return "duplicate", f"same {event.status} event already received (key {m.key})"
-        if not m.starts:
-            canceled = self._cancel_queued(lambda i: i.match.rule.name == rule.name and i.host == m.host
-                                           and i.match.key == m.key, "resolved", f"resolved by event {event.id}",
-                                           pending)
-            return "resolved", (f"canceled the queued run of {', '.join(canceled)}" if canceled
-                                else "nothing queued to cancel")
-        if self._stopping:
-            return "shutdown", "the daemon is shutting down"
-        if m.host is None:
-            return "unknown_host", m.problem or "no host"
-        breaker = self.store.breaker(rule.name)
-        if breaker and breaker["state"] == "open":
-            return "breaker_open", (f"{breaker['failures']} failed run(s), the last {breaker['last_run']}; "
-                                    f"`opsflow breaker reset {rule.name}` closes it")
-        left = self.guard.cooling(rule.name, m.host, t.cooldown, now)
-        if left > 0:
-            return "cooldown", f"{left:.0f} s left of the {t.cooldown:g} s cooldown of {rule.name} on {m.host}"
-        busy = self.guard.busy(m.host)
-        if busy:
-            return "locked", f"{m.host} already has remediation {busy} queued or running"
-        holder = self.store.host_lock_holder(m.host)
-        if holder:
-            return "locked", f"run {holder} holds the lock of {m.host}"
-        if self.guard.budget_left(now) <= 0:
-            return "budget", f"{self.s.budget_runs} automatic runs in the last {self.s.budget_window:g} s"
-        try:
-            resolve_params(self._loaded[rule.name], m.params)
-        except UsageError as exc:
-            return "invalid", str(exc)
-        return None, ""
+    def settle(self, timeout: float = 30.0) -> bool:
+        """Wait until every event recorded so far is decided (tests, benchmarks, drain)."""
+        deadline = time.monotonic() + timeout
+        return self.commits.flush(timeout) and self.decider.flush(max(0.0, deadline - time.monotonic()))
 
-    def _cancel_queued(self, which: Any, reason: str, detail: str, pending: _Pending | None = None) -> list[str]:
+    def _recover(self) -> int:
+        """Events a previous daemon recorded but did not decide: decided now, before new ones."""
+        rows = self.store.pending_events()
+        events = [_event_of(r) for r in rows]
+        if events:
+            log.info("deciding %d event(s) recorded but not decided before the last stop", len(events))
+            self.decider.put(events)
+        return len(events)
+
+    def _cancel_queued(self, which: Any, reason: str, detail: str, pending: Pending | None = None) -> list[str]:
         """Take matching items off the queue (under the lock) and record them canceled (with ``pending``'s)."""
         gone = [i for i in self._queue if which(i)]
         for item in gone:
@@ -440,7 +345,7 @@ class Daemon:
 
     # ---- health and drain ------------------------------------------------------------
     def health(self) -> tuple[bool, dict[str, Any]]:
-        info: dict[str, Any] = {"rules": len(self.rules), "queued": len(self._queue),
+        info: dict[str, Any] = {"rules": len(self.rules), "undecided": self.decider.waiting(), "queued": len(self._queue),
                                 "running": len(self._running), "workers": self.s.workers,
                                 "check_mode": self.s.check, "stopping": self._stopping}
         if self.scheduler is not None:
@@ -458,9 +363,11 @@ class Daemon:
 
         Returns the ids of runs that were still running at the deadline."""
         timeout = self.s.drain_timeout if timeout is None else timeout
-        self.commits.flush()  # what was acknowledged is recorded before its queued runs are canceled
         with self._lock:
-            self._stopping = True
+            self._stopping = True  # what is decided from now on starts nothing (reason: shutdown)
+        if not self.settle(30):  # what was acknowledged is recorded and decided before queued runs are canceled
+            log.warning("events still undecided at the drain: the next start decides them")
+        with self._lock:
             self._cancel_queued(lambda i: True, "shutdown", "the daemon stopped before this run started")
             self._lock.notify_all()
         deadline = time.time() + (0 if hard else timeout)

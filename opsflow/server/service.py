@@ -55,6 +55,7 @@ def serve(o: Options, say: Any) -> None:
 
     from opsflow.events.daemon import Daemon, Settings
     from opsflow.server.app import Context, create_app
+    from opsflow.server.hooks import Intake
     from opsflow.server.live import RunManager
     from opsflow.server.startup import make_scheduler, reload
     from opsflow.service.notifications import from_settings
@@ -74,7 +75,8 @@ def serve(o: Options, say: Any) -> None:
     ctx = Context(store=store, core=core, auth=o.auth, runs=RunManager(store, o.workers, o.grace), runbooks=o.runbooks,
                   inventory=o.inventory, scheduler=scheduler, max_body=o.max_body, insecure=o.insecure, check=o.check)
     logging.getLogger("uvicorn.access").addFilter(_NoQuery())
-    config = uvicorn.Config(create_app(ctx), host=o.listen[0], port=o.listen[1], log_config=None, lifespan="off",
+    app = Intake(create_app(ctx), ctx)  # hooks straight to intake, the rest to the FastAPI app
+    config = uvicorn.Config(app, host=o.listen[0], port=o.listen[1], log_config=None, lifespan="off",
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=5,
                             ssl_certfile=o.tls[0] if o.tls else None, ssl_keyfile=o.tls[1] if o.tls else None)
     server = uvicorn.Server(config)

@@ -137,6 +137,17 @@ def actions(cli: Cli) -> list[dict[str, Any]]:
     return [dict(zip(cols, r, strict=True)) for r in cli.query(f"SELECT {', '.join(cols)} FROM event_actions ORDER BY id")]
 
 
+def decision(cli: Cli, body: dict[str, Any]) -> dict[str, Any]:
+    """The decision on the first event of a hook's receipt (taken after the 200, off the request path):
+    outcome ``queued`` when it was queued (whatever became of it since), else the action's outcome and reason."""
+    event_id = body["events"][0]["id"]
+    rows = wait_for(lambda: cli.query("SELECT outcome, reason, queued_at, detail FROM event_actions WHERE event_id = "
+                                      f"'{event_id}'"), 30, f"the decision on event {event_id}")
+    outcome, reason, queued_at, detail = rows[0]
+    return {"outcome": "queued", "reason": None} if queued_at is not None else {"outcome": outcome, "reason": reason,
+                                                                                  "detail": detail}
+
+
 def runs(cli: Cli) -> list[dict[str, Any]]:
     cols = ("id", "status", "trigger", "started_by", "hosts", "check_mode", "params")
     return [dict(zip(cols, r, strict=True)) for r in cli.query(f"SELECT {', '.join(cols)} FROM runs ORDER BY started_at")]
@@ -321,8 +332,8 @@ def test_queue_full_resolved_cancels_queued_and_budget(cli: Cli, tmp_path: Path,
     daemons.append(d)
 
     def outcome(body: dict[str, Any]) -> tuple[str, str | None]:
-        a = body["events"][0]["actions"][0]
-        return a["outcome"], a.get("reason")
+        a = decision(cli, body)
+        return a["outcome"], a["reason"]
 
     assert outcome(d.alerts(am_alert("ProbeA", instance="srv1"))) == ("queued", None)
     wait_for(lambda: [a for a in actions(cli) if a["outcome"] == "started"], 30, "the first run to start")
@@ -412,7 +423,7 @@ def test_unauthenticated_oversized_and_malformed_requests_queue_nothing(cli: Cli
     # the same body, signed (no token): accepted
     status, body, _ = d.request("POST", "/hooks/alertmanager", good, token=None,
                                 headers={"X-Opsflow-Signature": sign})
-    assert status == 200 and body["events"][0]["actions"][0]["outcome"] == "queued"
+    assert status == 200 and body["events"][0]["outcome"] == "recorded" and decision(cli, body)["outcome"] == "queued"
     wait_for(lambda: finished(cli), 30, "the signed event's run")
     assert len(cli.query("SELECT id FROM events")) == 1
     metrics = d.request("GET", "/metrics", token=None)[1]["text"]
@@ -469,13 +480,11 @@ def test_breaker_opens_after_failed_remediations_until_reset(cli: Cli, tmp_path:
         d.alerts(am_alert(f"ProbeFail{i}", instance="srv3"))
         wait_for(lambda i=i: finished(cli, i), 30, f"failed run {i}")
     assert [a["run_status"] for a in finished(cli, 2)] == ["failed", "failed"]
-    body = d.alerts(am_alert("ProbeFail3", instance="srv3"))
-    assert body["events"][0]["actions"][0]["reason"] == "breaker_open"
-    assert "opsflow breaker reset probe" in body["events"][0]["actions"][0]["detail"]
+    held = decision(cli, d.alerts(am_alert("ProbeFail3", instance="srv3")))
+    assert held["reason"] == "breaker_open" and "opsflow breaker reset probe" in held["detail"]
     assert "probe" in cli.run("breaker", "list", check_rc=0).stdout
     assert "closed" in cli.run("breaker", "reset", "probe", check_rc=0).stdout
-    body = d.alerts(am_alert("ProbeFail4", instance="srv3"))
-    assert body["events"][0]["actions"][0]["outcome"] == "queued"
+    assert decision(cli, d.alerts(am_alert("ProbeFail4", instance="srv3")))["outcome"] == "queued"
     wait_for(lambda: finished(cli, 3), 30, "the run after the reset")
     assert cli.run("breaker", "reset", "nope").returncode == 2
     assert d.stop() == 0
@@ -640,8 +649,11 @@ def test_a_request_the_store_refuses_leaves_no_trace_and_its_retry_is_decided_af
         core.submit(request())
     assert store.events() == [] and core.health()[1]["queued"] == 0
     assert core.metrics.value("opsflow_events_received_total", {"source": "alertmanager"}) == 0
-    receipts = core.submit(request())  # the sender's retry: neither a duplicate nor held by a phantom run
-    outcomes = [(r["actions"][0]["outcome"], r["actions"][0].get("reason")) for r in receipts]
+    retry = request()
+    core.submit(retry)  # the sender's retry: neither a duplicate nor held by a phantom run
+    assert core.settle(30)
+    by_event = {a["event_id"]: (a["outcome"], a["reason"]) for a in store.recent_actions(0)}
+    outcomes = [by_event[e.id] for e in retry]
     assert outcomes == [("queued", None), ("suppressed", "locked"), ("queued", None)], outcomes
     assert len(store.events()) == 3 and core.health()[1]["queued"] == 2
     store.fail = 1  # a resolution that cannot be recorded cancels nothing

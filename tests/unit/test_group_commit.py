@@ -1,6 +1,8 @@
 """Group commit of the daemon's intake (opsflow.events.commit): concurrent requests share one store
 transaction, each caller returns only once its rows are committed, and a batch the store refuses is
-refused to every one of its callers, with nothing of it recorded and every decision of it undone."""
+refused to every one of its callers, with nothing of it recorded. Decisions come after, off the
+request path (opsflow.events.decide): refused ones are undone and taken again, and events a stopped
+daemon left undecided are decided by the next one."""
 
 from __future__ import annotations
 
@@ -87,8 +89,13 @@ def _recorded(store: SqlStore) -> tuple[Counter[str], Counter[str]]:
     return events, actions
 
 
+def _decisions(store: SqlStore) -> dict[str, str]:
+    """Action id → outcome."""
+    return {str(r[0]): str(r[1]) for r in store._exec("SELECT id, outcome FROM event_actions")}
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_concurrent_submits_each_recorded_exactly_once(tmp_path: Path, backend: str) -> None:
+def test_concurrent_submits_each_recorded_exactly_once_then_decided(tmp_path: Path, backend: str) -> None:
     threads, requests = 8, 30
     with _store(backend, tmp_path) as store:
         core = _daemon(tmp_path, store)
@@ -113,18 +120,20 @@ def test_concurrent_submits_each_recorded_exactly_once(tmp_path: Path, backend: 
         for t in workers:
             t.join(60)
         assert not errors, errors[:3]
+        assert {r["outcome"] for r in receipts} == {"recorded"}  # decided after the 200, off the request path
+        assert core.settle(30)
         events, actions = _recorded(store)
         ids = [r["id"] for r in receipts]
         assert len(ids) == len(set(ids)) == sum(events.values())  # every receipt's event, once, nothing else
         assert set(events) == set(ids) and max(events.values()) == 1
-        acted = [a for r in receipts for a in r.get("actions", [])]
-        assert len(acted) == sum(actions.values()) and max(actions.values()) == 1
-        queued = {a["action"] for a in acted if a["outcome"] == "queued"}
-        outcomes = dict(store._exec("SELECT id, outcome FROM event_actions"))
-        assert queued and all(outcomes[a] == "queued" for a in queued)
-        assert {i.action for i in core._queue} == queued and all(i.ready for i in core._queue)
+        outcomes = dict(store._exec("SELECT id, outcome FROM events"))
+        matched = {i for i, o in outcomes.items() if o == "matched"}
+        assert set(outcomes.values()) == {"matched", "no_rule"}  # none left pending
+        assert {a.rsplit(".", 1)[0] for a in actions} == matched and max(actions.values()) == 1
+        queued = {a for a, o in _decisions(store).items() if o == "queued"}
+        assert queued and {i.action for i in core._queue} == queued and all(i.ready for i in core._queue)
         assert core.metrics.value("opsflow_events_received_total", {"source": "webhook"}) == len(ids)
-        assert core.commits.tickets == threads * requests
+        assert core.commits.tickets >= threads * requests
 
 
 def test_tickets_put_while_a_batch_is_written_are_committed_together() -> None:
@@ -138,10 +147,9 @@ def test_tickets_put_while_a_batch_is_written_are_committed_together() -> None:
         writes.append(statements)
 
     done: list[Any] = []
-    commits = GroupCommit(write, lock=threading.RLock(), on_commit=done.extend, on_fail=lambda _: None)
+    commits = GroupCommit(write, on_commit=done.extend)
 
     def one(i: int) -> None:
-        commits.arrive()
         commits.put([("INSERT", (i,))], i).wait()
 
     first = threading.Thread(target=one, args=(0,))
@@ -162,14 +170,26 @@ def test_tickets_put_while_a_batch_is_written_are_committed_together() -> None:
     commits.close()
 
 
+def test_async_waiters_are_released_on_their_event_loop() -> None:
+    import asyncio
+
+    commits = GroupCommit(lambda _s: None, on_commit=lambda _p: None)
+
+    async def many() -> int:
+        tickets = [commits.put([("INSERT", (i,))], i) for i in range(50)]
+        await asyncio.gather(*(t.wait_async() for t in tickets))
+        return len(tickets)
+
+    assert asyncio.run(many()) == 50
+    commits.close()
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_a_batch_the_store_refuses_fails_every_waiter_and_leaves_nothing(tmp_path: Path, backend: str) -> None:
     with _store(backend, tmp_path) as store:
         core = _daemon(tmp_path, store)
         core.submit([_event("QuickSeed", 1, "seed", id="ev-seed")])
-        # an action row already holds the id the decision on event ev-c2 will write: the batch fails in its
-        # second statement (actions), after its events were inserted in the same transaction
-        store.add_action({"id": "ev-c2.0", "event_id": "ev-seed", "rule": "quick", "outcome": "suppressed"})
+        assert core.settle(30)
         before = _recorded(store)
         queued_before = [i.action for i in core._queue]
 
@@ -183,14 +203,16 @@ def test_a_batch_the_store_refuses_fails_every_waiter_and_leaves_nothing(tmp_pat
             except StoreError as exc:
                 results[name] = exc
 
-        def request(name: str) -> list[Event]:  # the same alerts again for the retry
+        def request(name: str, clash: bool = False) -> list[Event]:  # the same alerts again for the retry
             hosts = {"a": [2], "b": [3, 4], "c": [5, 6, 7], "d": [8]}[name]
-            return [_event("QuickDisk", h, f"fp-{name}-{h}", id=f"ev-{name}{k}") for k, h in enumerate(hosts)]
+            return [_event("QuickDisk", h, f"fp-{name}-{h}", id="ev-seed" if clash and k == 2 else f"ev-{name}{k}")
+                    for k, h in enumerate(hosts)]
 
         a = threading.Thread(target=submit, args=("a", request("a")))
         a.start()
         assert store.entered.wait(10)  # the committer writes a's batch, held at the gate
-        late = [threading.Thread(target=submit, args=(n, request(n))) for n in "bcd"]
+        # c's third event repeats an id already recorded: b, c and d are written together, and refused together
+        late = [threading.Thread(target=submit, args=(n, request(n, clash=n == "c"))) for n in "bcd"]
         for t in late:
             t.start()
         deadline = time.monotonic() + 10
@@ -200,19 +222,71 @@ def test_a_batch_the_store_refuses_fails_every_waiter_and_leaves_nothing(tmp_pat
         gate.set()
         for t in [a, *late]:
             t.join(30)
-        assert isinstance(results["a"], list) and results["a"][0]["actions"][0]["outcome"] == "queued"
+        assert isinstance(results["a"], list) and results["a"][0]["outcome"] == "recorded"
         assert all(isinstance(results[n], StoreError) for n in "bcd"), results
+        assert core.settle(30)
         events, actions = _recorded(store)
         assert set(events) == set(before[0]) | {"ev-a0"}  # nothing of b, c or d: not even its events
         assert set(actions) == set(before[1]) | {"ev-a0.0"}
         assert [i.action for i in core._queue] == [*queued_before, "ev-a0.0"]  # no phantom remediation
         assert core.metrics.value("opsflow_events_received_total", {"source": "webhook"}) == 2  # seed and a
 
-        # the senders retry (without the clash): decided afresh, neither duplicates nor held by phantom runs
-        store._exec("DELETE FROM event_actions WHERE id = ?", ("ev-c2.0",))
-        for n in "bcd":
-            receipts = core.submit(request(n))
-            assert [r["actions"][0]["outcome"] for r in receipts] == ["queued"] * len(receipts), receipts
+        for n in "bcd":  # the senders retry (without the clash): recorded, then decided, as new
+            core.submit(request(n))
+        assert core.settle(30)
         events, _ = _recorded(store)
         assert len(events) == 1 + 1 + 2 + 3 + 1 and max(events.values()) == 1
+        assert set(_decisions(store).values()) == {"queued"}
         assert all(i.ready for i in core._queue) and len(core._queue) == 1 + 1 + 2 + 3 + 1
+
+
+class _RefusingStore(_GatedStore):
+    """Refuses the next ``refuse`` transactions that record decisions."""
+
+    refuse = 0
+
+    def write_all(self, statements: list[Statement]) -> None:
+        if self.refuse and any(sql.startswith("UPDATE events") for sql, _ in statements):
+            self.refuse -= 1
+            raise StoreError("store: disk I/O error (test)")
+        super().write_all(statements)
+
+
+def test_decisions_the_store_refuses_are_undone_and_taken_again(tmp_path: Path, monkeypatch: Any) -> None:
+    from opsflow.events import decide
+
+    monkeypatch.setattr(decide, "RETRY", 0.05)
+    store = _RefusingStore.connect(str(tmp_path / "s.db"))
+    assert isinstance(store, _RefusingStore)
+    try:
+        core = _daemon(tmp_path, store)
+        store.refuse = 2
+        core.submit([_event("QuickDisk", 1, "fp-1"), _event("QuickDisk", 2, "fp-2"), _event("Other", 3, "fp-3")])
+        assert core.settle(30) and store.refuse == 0
+        assert dict(store._exec("SELECT name, outcome FROM events")) == {"QuickDisk": "matched", "Other": "no_rule"}
+        assert sorted(_decisions(store).values()) == ["queued", "queued"]
+        assert len(core._queue) == 2  # each once: the refused decisions left no phantom on the queue or guard
+    finally:
+        store.close()
+
+
+def test_events_left_pending_are_decided_at_the_next_start(tmp_path: Path) -> None:
+    """A SIGKILL between recording and deciding leaves events `pending`: the next daemon decides them."""
+    store = _GatedStore.connect(str(tmp_path / "s.db"))
+    try:
+        left = [_event("QuickDisk", h, f"fp-{h}", id=f"ev-left{h}", received_at=time.time() - 5) for h in (1, 2)]
+        store.write_all([store.event_row(e, None) for e in left])  # recorded, never decided
+        assert [e["outcome"] for e in store.pending_events()] == ["pending", "pending"]
+        core = _daemon(tmp_path, store)
+        core.start()
+        assert core.settle(30)
+        assert store.pending_events() == []
+        deadline = time.monotonic() + 30
+        while {a["outcome"] for a in store.recent_actions(0)} - {"finished"} and time.monotonic() < deadline:
+            time.sleep(0.02)
+        started = store.recent_actions(0)
+        assert sorted(a["id"] for a in started) == ["ev-left1.0", "ev-left2.0"]
+        assert all(a["run_id"] and a["start_latency"] >= 5 for a in started), started  # latency from receipt
+        core.drain(timeout=5)
+    finally:
+        store.close()
