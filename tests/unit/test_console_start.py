@@ -105,5 +105,13 @@ def test_a_run_outside_the_viewers_groups_shows_its_buttons_disabled_with_why(tm
                          page)
         cancel = re.search(r'<button[^>]*id="cancel"[^>]*>', client.get("/runs/r-web").text)
         assert cancel and "disabled" not in cancel[0] and 'data-post="/api/v1/runs/r-web/cancel"' in cancel[0]
+
+        store.add_user("wanda", "approver", "test", password=PASSWORD, groups=["web"])
+        for run_id in ("r-both", "r-web"):
+            store.request_approval(run_id, 0, "go?", "Go on?", time.time() + 600)
+        _as(client, "wanda")
+        inbox = client.get("/approvals").text
+        assert "approving needs the run&#39;s hosts in your inventory groups: db1" in inbox
+        assert 'data-post="/api/v1/runs/r-web/approve"' in inbox and "/api/v1/runs/r-both/approve" not in inbox
     finally:
         store.close()

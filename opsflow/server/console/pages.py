@@ -14,7 +14,7 @@ from starlette.responses import HTMLResponse, Response
 
 from opsflow.auth import allowed, four_eyes_refusal
 from opsflow.server.console import views
-from opsflow.server.console.web import render, store_of, to_login, viewer_of
+from opsflow.server.console.web import outside_groups, render, store_of, to_login, viewer_of
 
 router = APIRouter(include_in_schema=False)
 PERIODS = {"24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "90d": 90 * 86400}
@@ -206,6 +206,9 @@ def approvals_page(request: Request) -> Response:
         why = four_eyes_refusal(p.name, run.get("started_by"), required=required is None or bool(required))
         if why is None and not allowed(p, "approve", run.get("runbook")):
             why = f"approving needs the approver role for runbook {run.get('runbook')} (you are {p.role})"
+        outside = None if why else outside_groups(request, p, run)
+        if outside:
+            why = f"approving needs the run's hosts in your inventory groups: {outside}"
         (others if why else mine).append({**a, "why": why})
     return render(request, "approvals.html", viewer, mine=mine, others=others, now=time.time())
 

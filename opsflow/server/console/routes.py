@@ -24,6 +24,7 @@ from opsflow.server.console.web import (
     csrf_ok,
     form,
     local_target,
+    outside_groups,
     render,
     secure,
     store_of,
@@ -152,22 +153,6 @@ def _planned_steps(run: dict[str, Any]) -> list[str]:
         return []
 
 
-def _outside_groups(request: Request, principal: Any, run: dict[str, Any]) -> str | None:
-    """The run's hosts outside the principal's inventory groups (the service's inventory), as the API says it."""
-    if not principal.groups:
-        return None
-    from opsflow.auth import hosts_outside
-    from opsflow.errors import OpsflowError
-    from opsflow.server.runs import run_hosts
-
-    try:
-        hosts = run_hosts(request.app.state.ctx, principal, run)
-    except (AttributeError, OpsflowError):  # no inventory, or one that does not load: no host is known in it
-        hosts = dict.fromkeys(run.get("hosts") or {}, ())
-    outside = hosts_outside(principal, hosts)
-    return ", ".join(outside) if outside else None
-
-
 def _run_context(request: Request, viewer: Viewer, run_id: str) -> dict[str, Any] | None:
     store = store_of(request)
     run = store.get_run(run_id)
@@ -183,7 +168,7 @@ def _run_context(request: Request, viewer: Viewer, run_id: str) -> dict[str, Any
     from opsflow.redact import MASK
 
     secret_params = any(v == MASK for v in (run.get("params") or {}).values())
-    outside = _outside_groups(request, p, run)
+    outside = outside_groups(request, p, run)
     actions = {
         "decide": views.decision_action(p, run, pending, outside),
         "cancel": views.operator_action(p, run, "cancel", live, "the run has ended", outside),

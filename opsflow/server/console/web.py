@@ -97,6 +97,22 @@ def secure(request: Request) -> bool:
     return request.url.scheme == "https" or request.headers.get("x-forwarded-proto", "") == "https"
 
 
+def outside_groups(request: Request, principal: Principal, run: dict[str, Any]) -> str | None:
+    """The run's hosts outside the principal's inventory groups (the service's inventory), as the API says it."""
+    if not principal.groups:
+        return None
+    from opsflow.auth import hosts_outside
+    from opsflow.errors import OpsflowError
+    from opsflow.server.runs import run_hosts
+
+    try:
+        hosts = run_hosts(request.app.state.ctx, principal, run)
+    except (AttributeError, OpsflowError):  # no inventory, or one that does not load: no host is known in it
+        hosts = dict.fromkeys(run.get("hosts") or {}, ())
+    outside = hosts_outside(principal, hosts)
+    return ", ".join(outside) if outside else None
+
+
 # ---- templates --------------------------------------------------------------------------------
 
 def when(ts: Any) -> str:
@@ -174,4 +190,4 @@ def render(request: Request, template: str, viewer: Viewer | None, status_code: 
 
 
 __all__ = ["COOKIE", "CSRF_FIELD", "CSRF_HEADER", "Viewer", "csrf_ok", "environment", "form", "local_target",
-           "render", "secure", "store_of", "to_login", "viewer_of"]
+           "outside_groups", "render", "secure", "store_of", "to_login", "viewer_of"]
