@@ -1,7 +1,7 @@
 """`python -m bench`: bring up the bench lab, run the benchmarks, print and record the table.
 
 Options: ``--quick`` (tiny sizes: proves the suite runs), ``--only NAME`` (repeatable or
-comma-separated: step, fanout, ansible, network, store, cli, events, backups, schedule,
+comma-separated: step, fanout, dispatch, ansible, network, store, cli, events, backups, schedule,
 reports), ``--out DIR``
 for the JSON record (default bench/results/), ``--readme PATH`` for the table (default
 bench/README.md for a full run; a quick run updates no README unless given one),
@@ -28,6 +28,7 @@ from bench import (
     b_ansible,
     b_backups,
     b_cli,
+    b_dispatch,
     b_events,
     b_fanout,
     b_network,
@@ -46,6 +47,7 @@ BENCHES: dict[str, tuple[Callable[[BenchEnv], list[Figure]], str]] = {
     "store": (b_store.run, ""),
     "step": (b_step.run, "servers"),
     "fanout": (b_fanout.run, "servers"),
+    "dispatch": (b_dispatch.run, "servers"),
     "ansible": (b_ansible.run, "servers"),
     "network": (b_network.run, "routers"),
     "events": (b_events.run, ""),
