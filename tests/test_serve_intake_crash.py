@@ -101,7 +101,7 @@ def _burst(port: int, threads: int, kill_after: int, proc: subprocess.Popen[byte
             receipts = json.loads(data)["events"]
             assert len(receipts) == len(alerts)
             with lock:
-                acked.update((r["id"], a["fingerprint"]) for r, a in zip(receipts, alerts, strict=True))
+                acked.update((str(r["id"]), str(a["fingerprint"])) for r, a in zip(receipts, alerts, strict=True))
                 if len(acked) >= kill_after and proc.poll() is None:
                     proc.send_signal(signal.SIGKILL)
 
