@@ -10,6 +10,10 @@ import click
 from opsflow.errors import OpsflowError, RunbookError
 from opsflow.textsafe import for_terminal
 
+# pydantic looks for plugins (every installed distribution's entry points) when it builds its first model:
+# opsflow uses none, and a CLI process would pay that scan on each start (unless the user set this)
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
 # command → (module, attribute, one-line help); modules are imported only when their command runs,
 # so `opsflow --help` and short commands start fast.
 COMMANDS: dict[str, tuple[str, str, str]] = {
