@@ -42,6 +42,8 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
                     dispatch: str | None = None, broker: str | None = None) -> None:
     """Build the plan, run it with live progress, print/write the record, exit with the run's code."""
     from opsflow.api import execute, open_store
+    from opsflow.auth import plan_hosts
+    from opsflow.auth.store import local_refusal
     from opsflow.cli.render import ProgressObserver, run_json
     from opsflow.cli.render import junit as junit_xml
     from opsflow.executor import Executor
@@ -49,6 +51,10 @@ def execute_request(request: Any, db: str | None, as_json: bool, junit: str | No
 
     plan = build_plan(request)  # bad input fails here: nothing is recorded
     store = open_store(db)
+    refused = local_refusal(store, "resume" if request.resume_of else "run", plan.name, plan_hosts(plan))
+    if refused:  # $OPSFLOW_USER is a user of the store whose role or scope does not allow it
+        store.close()
+        raise UsageError(refused)
     show_lessons(store, plan.name)
     executor = Executor(store, ProgressObserver(sys.stderr, quiet=quiet))
     interrupts = {"n": 0}
@@ -238,6 +244,12 @@ def _decide(run_id: str, approved: bool, comment: str | None, db: str | None) ->
     if record is None:
         raise UsageError(f"no run {run_id!r} (see opsflow history)")
     actor = who()  # $OPSFLOW_USER, else user@host
+    from opsflow.auth.store import local_refusal
+
+    refused = local_refusal(store, "approve", record["runbook"])
+    if refused:
+        store.close()
+        raise UsageError(refused)
     try:  # four-eyes: FourEyesRefused (exit 2) when the one who started the run approves it
         try:
             decision = store.decide(record["id"], approved, actor, comment)
@@ -337,6 +349,8 @@ def _is_schedule_file(path: Path) -> bool:
 
 def _validate_services(files: list[Path], settings: Any) -> int:
     """Validate services files per directory (their calendars are the schedules directory's)."""
+    if not files:
+        return 0
     from opsflow.slo.loader import load_services
 
     bad = 0
@@ -358,6 +372,8 @@ def _validate_services(files: list[Path], settings: Any) -> int:
 
 def _validate_schedules(files: list[Path], runbooks: str) -> int:
     """Validate schedule files together per directory (calendars and entries refer to each other)."""
+    if not files:
+        return 0
     from opsflow.schedule.loader import validate_schedules
 
     bad = 0
