@@ -19,6 +19,10 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opsflow.planning import Plan
 
 ROLES = ("viewer", "operator", "approver", "admin")
 PERMISSIONS: dict[str, str] = {  # permission → the least role that has it
@@ -79,6 +83,14 @@ def group_refusal(principal: Principal, permission: str, hosts: Mapping[str, Ite
             f"groups ({', '.join(principal.groups)}): {shown}")
 
 
+def plan_hosts(plan: Plan) -> dict[str, tuple[str, ...]]:
+    """Every host a plan touches (its targets, and the hosts of steps with ``hosts:`` of their own), with
+    their inventory groups: what a group scope is checked against."""
+    names = dict.fromkeys([*plan.targets, *(h for ps in [*plan.steps, *plan.on_failure] for h in ps.hosts)])
+    known = plan.inventory.hosts
+    return {h: known[h].groups if h in known else () for h in names}
+
+
 def person(name: str | None) -> str:
     """The person in a recorded actor: ``alice@host`` (the CLI's) and ``alice`` (the service's) are alice."""
     return (name or "").split("@", 1)[0].strip().lower()
@@ -93,4 +105,4 @@ def four_eyes_refusal(decider: str, started_by: str | None, required: bool = Tru
 
 
 __all__ = ["PERMISSIONS", "ROLES", "Principal", "allowed", "four_eyes_refusal", "group_refusal", "hosts_outside",
-           "person"]
+           "person", "plan_hosts"]

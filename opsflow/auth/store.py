@@ -20,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from opsflow.auth import ROLES, Principal, person
+from opsflow.auth import ROLES, Principal, allowed, group_refusal, person
 from opsflow.errors import StoreError, UsageError
 
 TOKEN_PREFIX = "ofp_"
@@ -46,6 +48,34 @@ _AUDIT_COLS = ("id", "at", "actor", "action", "target", "detail")
 
 class TooManyAttempts(UsageError):
     """Too many failed logins of one user from one peer: refused for a while."""
+
+
+def local_refusal(store: Any, permission: str, runbook: str | None,
+                  hosts: Mapping[str, Iterable[str]] | None = None) -> str | None:
+    """Why the CLI, on a local store, may not ``permission`` (on that runbook and those hosts); None: it may.
+
+    When ``$OPSFLOW_USER`` names a user of the store, that user's role and scopes apply (a viewer may not
+    run, an operator may not approve, a scoped user stays in its runbooks and groups); a disabled user may
+    do nothing. Without ``$OPSFLOW_USER``, or with a name the store does not know, the CLI acts as before:
+    whoever can write the store's file may run (``opsflow serve`` is where roles bind everyone)."""
+    name = os.environ.get("OPSFLOW_USER", "").strip()
+    if not name:
+        return None
+    try:
+        user = store.get_user(person(name))
+    except (StoreError, UsageError, AttributeError):  # a store without users (older, or not SQL): as before
+        return None
+    if user is None:
+        return None
+    if user.disabled:
+        return f"$OPSFLOW_USER {name} is a disabled user of the store: it may not {permission}"
+    principal = user.principal(via="cli")
+    if not allowed(principal, permission, runbook):
+        scope = f" (runbooks {', '.join(user.runbooks)})" if user.runbooks else ""
+        return (f"$OPSFLOW_USER {name} has the role {user.role}{scope} in the store: it may not {permission}"
+                + (f" runbook {runbook}" if runbook else "") + " (an admin changes roles with opsflow user)")
+    refusal = group_refusal(principal, permission, hosts or {})
+    return f"$OPSFLOW_USER {refusal}" if refusal else None
 
 
 @dataclass(frozen=True)

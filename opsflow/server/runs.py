@@ -21,9 +21,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from opsflow.auth import Principal, four_eyes_refusal
+from opsflow.auth import Principal, four_eyes_refusal, plan_hosts
 from opsflow.errors import UsageError
-from opsflow.planning import Plan, RunRequest, build_plan
+from opsflow.planning import RunRequest, build_plan
 from opsflow.server.errors import ApiError
 from opsflow.server.live import RunLimitReached
 from opsflow.server.security import check_groups, check_scope, require, via
@@ -93,14 +93,6 @@ def _record(store: Any, run_id: str) -> dict[str, Any]:
 def _not_draining(ctx: Any) -> None:
     if ctx.draining:
         raise ApiError(503, "draining", "the service is shutting down", {"Retry-After": "5"})
-
-
-def plan_hosts(plan: Plan) -> dict[str, tuple[str, ...]]:
-    """Every host a plan touches (its targets, and the hosts of steps with ``hosts:`` of their own), with
-    their inventory groups."""
-    names = dict.fromkeys([*plan.targets, *(h for ps in [*plan.steps, *plan.on_failure] for h in ps.hosts)])
-    known = plan.inventory.hosts
-    return {h: known[h].groups if h in known else () for h in names}
 
 
 def run_hosts(ctx: Any, principal: Principal, record: dict[str, Any]) -> dict[str, tuple[str, ...]]:
