@@ -349,6 +349,8 @@ def _is_schedule_file(path: Path) -> bool:
 
 def _validate_services(files: list[Path], settings: Any) -> int:
     """Validate services files per directory (their calendars are the schedules directory's)."""
+    if not files:
+        return 0
     from opsflow.slo.loader import load_services
 
     bad = 0
@@ -370,6 +372,8 @@ def _validate_services(files: list[Path], settings: Any) -> int:
 
 def _validate_schedules(files: list[Path], runbooks: str) -> int:
     """Validate schedule files together per directory (calendars and entries refer to each other)."""
+    if not files:
+        return 0
     from opsflow.schedule.loader import validate_schedules
 
     bad = 0
