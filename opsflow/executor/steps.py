@@ -116,6 +116,7 @@ class StepRunner:
         self.ex.observer.step_started(ps, ps.hosts)
         check = plan.request.check
         supported, how = check_support(step)
+        plain = step.action != "verify" and not render.has_template(step.spec)  # renders to itself on every host
         tasks: list[HostTask] = []
         for host in ps.hosts:
             skip = None
@@ -144,7 +145,7 @@ class StepRunner:
                 self._simple(ps, host, HostStatus.SKIPPED, skip)
                 continue
             try:
-                spec = self._render_spec(ps, host)
+                spec = step.spec if plain else self._render_spec(ps, host)
             except TemplateError as exc:
                 self._simple(ps, host, HostStatus.FAILED, str(exc), ErrorKind.TEMPLATE)
                 continue
@@ -163,8 +164,6 @@ class StepRunner:
     def _render_spec(self, ps: PlannedStep, host: str) -> Any:
         step = ps.step
         spec = step.spec
-        if step.action != "verify" and not render.has_template(spec):
-            return spec  # renders to itself: no dump and validation per host (fan-out)
         ctx = context(self.state, host)
         if step.action == "verify":
             out = []
