@@ -164,8 +164,9 @@ class GroupCommit(Background):
         self.max_statements = max_statements
         self._pending: deque[Ticket] = deque()
         self._size = 0  # statements pending
-        self.batches = 0  # counts, for tests and benchmarks
+        self.batches = 0  # counts, for tests and benchmarks: transactions, tickets, seconds in write
         self.tickets = 0
+        self.seconds = 0.0
         self._thread.start()
 
     # ---- callers -----------------------------------------------------------------------
@@ -223,6 +224,7 @@ class GroupCommit(Background):
                     self._cond.notify_all()
 
     def _commit(self, batch: list[Ticket]) -> None:
+        t0 = time.perf_counter()
         try:
             self.write([s for t in batch for s in t.statements])
         except BaseException as exc:  # noqa: BLE001 - every waiter gets it; the committer goes on
@@ -239,6 +241,7 @@ class GroupCommit(Background):
             return
         self.batches += 1
         self.tickets += len(batch)
+        self.seconds += time.perf_counter() - t0
         try:
             self.on_commit([t.payload for t in batch])
         except Exception:  # noqa: BLE001 - recorded is recorded: the waiters get their receipts
