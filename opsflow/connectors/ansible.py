@@ -1,9 +1,9 @@
 """Playbooks through ansible-runner, sharing the run's SSH config and multiplexed connections.
 
-Per-host results are built from the runner's event stream. Extra vars are written
-with Ansible's ``!unsafe`` tag, so values from params or events are never templated
-by Ansible. The runner's private directory (its artifacts hold full task results)
-is removed after each step.
+Per-host results are built from the runner's event stream (the events are not also written to its
+artifacts). Extra vars are written with Ansible's ``!unsafe`` tag, so values from params or events are
+never templated by Ansible. The runner's private directory (its artifacts hold full task results) is
+removed after each step.
 """
 
 from __future__ import annotations
@@ -56,10 +56,32 @@ def _inventory(tasks: list[HostTask]) -> dict[str, Any]:
     return {"all": {"hosts": hosts}}
 
 
+def _close_without_delay() -> None:
+    """ansible-runner closes its pexpect child once the child has exited, and ptyprocess then still sleeps
+    ``delayafterclose`` (0.1 s, "to give the kernel time") before it looks: a tenth of a second added to
+    every ansible step. The children spawned through pexpect in this process get no such delay (one still
+    alive at close is terminated as before: that path has its own waits)."""
+    import pexpect
+
+    spawn: Any = pexpect.spawn
+    if getattr(spawn, "_opsflow_close_at_once", False):
+        return
+    original = spawn._spawnpty
+
+    def _spawnpty(self: Any, args: Any, **kwargs: Any) -> Any:
+        proc = original(self, args, **kwargs)
+        proc.delayafterclose = 0.0
+        return proc
+
+    spawn._spawnpty = _spawnpty
+    spawn._opsflow_close_at_once = True
+
+
 class AnsibleConnector:
     def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None:
         import ansible_runner
 
+        _close_without_delay()
         first = tasks[0]
         spec = first.spec
         private = Path(tempfile.mkdtemp(prefix="ansible-", dir=ctx.workdir))
@@ -100,10 +122,10 @@ class AnsibleConnector:
             data = event.get("event_data", {})
             host = data.get("host")
             if host not in per_host or not kind.startswith("runner_on_"):
-                return True
+                return False
             state = kind.removeprefix("runner_on_")
             if state not in ("ok", "failed", "unreachable", "skipped"):
-                return True
+                return False
             res = data.get("res", {}) or {}
             if state == "ok" and res.get("changed"):
                 state = "changed"
@@ -119,7 +141,7 @@ class AnsibleConnector:
                 entry["msg"] = res.get("msg") or res.get("stderr") or str(res)[:500]
                 if state == "unreachable" and host_key_problem(str(entry["msg"])):
                     entry["host_key"] = str(entry["msg"])  # ssh refused the host key: not a network problem
-            return True
+            return False  # kept here, not written to the artifacts too (full task results, secrets included)
 
         try:
             runner = ansible_runner.run(
