@@ -99,6 +99,16 @@ class EventStoreMixin:
                             (text, "no_rule" if text == "[]" else "matched", *chunk)))
         return out
 
+    def events_by_id(self, ids: list[str]) -> list[dict[str, Any]]:
+        """These events (those that exist), as ``events`` gives them, without their actions."""
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            out += [self._event_dict(r) for r in self._exec(
+                f"SELECT {', '.join(_EVENT_COLS)} FROM events WHERE id IN ({', '.join('?' for _ in chunk)})",
+                tuple(chunk))]
+        return out
+
     def pending_events(self, limit: int = 100_000) -> list[dict[str, Any]]:
         """Events recorded but not decided (the daemon stopped in between), oldest first, as ``events`` gives them."""
         rows = self._exec(f"SELECT {', '.join(_EVENT_COLS)} FROM events WHERE outcome = 'pending' "
