@@ -5,8 +5,9 @@ alerts each, every alert a unique fingerprint; half of them match a rule whose r
 the others match nothing) as fast as the service acknowledges them, and the service is killed
 (SIGKILL, no drain) once a few hundred are acknowledged. Every event of every 200 must be in the
 store, under the id of its receipt and with its fingerprint; after the restart every one of them is
-decided (none left ``pending``), and each that matched the rule either started a run or is recorded
-as not started with a reason (``daemon_stopped`` for a queued run of the killed service).
+decided (none left ``pending``: the new service decides what the killed one had recorded and not
+decided), and each that matched the rule either started a run or is recorded as not started with the
+reason of its decision (a run the killed service had queued is queued again by the new one and runs).
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ def test_sigkill_in_a_burst_loses_no_acknowledged_event(tmp_path: Path) -> None:
             assert (run_id and outcome == "finished") or (outcome in ("suppressed", "canceled") and reason), \
                 (event_id, outcome, reason, run_id)
         assert rows("SELECT COUNT(*) FROM runs WHERE status IN ('running', 'waiting')") == [(0,)]
+        assert not rows("SELECT id FROM event_actions WHERE reason = 'daemon_stopped'")  # queued again, not dropped
         print(f"after the restart: {len(matched)} matched events ({left.get('pending', 0)} events were decided by "
               f"the new service), {sum(1 for a in actions if a[3])} started a run, the others not: "
               f"{dict(rows('SELECT reason, COUNT(*) FROM event_actions WHERE run_id IS NULL GROUP BY reason'))}")

@@ -29,7 +29,7 @@ from opsflow.events.commit import GroupCommit, Ticket, durable
 from opsflow.events.decide import Decider, Item, Pending
 from opsflow.events.metrics import Metrics
 from opsflow.events.models import Event
-from opsflow.events.rules import HostIndex, Rule, rules_of
+from opsflow.events.rules import HostIndex, Rule, evaluate, rules_of
 from opsflow.events.safety import Guard
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
@@ -45,6 +45,7 @@ from opsflow.store.base import Store
 from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.daemon")
+REQUEUE = 600.0  # seconds: a run queued by a daemon that died is queued again by the next one, when this recent
 
 
 @dataclass(frozen=True)
@@ -174,17 +175,45 @@ class Daemon:
     # ---- start -----------------------------------------------------------------------
     def start(self) -> None:
         """Settle what a previous daemon left, restore the guard, start the workers."""
+        requeued = self._requeue()
         recovered = self.store.recover_actions(_identity_alive)
         if recovered:
             log.info("settled %d action(s) left by a previous daemon", recovered)
         horizon = max([self.s.budget_window] + [max(r.trigger.cooldown, r.trigger.dedup.window) for r in self.rules])
         self.guard.restore(self.store.recent_actions(time.time() - horizon),
                            {r.name: r.trigger.dedup.window for r in self.rules})
+        with self._lock:
+            for item in requeued:
+                self.guard.admit(item.match.rule.name, item.host, item.action, item.queued_at)
+                self._queue.append(item)
         for i in range(self.s.workers):
             t = threading.Thread(target=self._work, name=f"opsflow-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
         self._recover()
+
+    def _requeue(self) -> list[Item]:
+        """Runs a stopped daemon queued and did not start, decided less than ``REQUEUE`` s ago: queued here
+        again (taken over: the action's ``daemon`` becomes this one), so a crash does not drop them. Older
+        ones, and those whose rule or host no longer matches, are settled ``daemon_stopped``."""
+        left = [a for a in self.store.recent_actions(time.time() - REQUEUE)
+                if a["outcome"] == "queued" and not _identity_alive(a["daemon"] or "")]
+        events = {e["id"]: _event_of(e) for e in self.store.events_by_id(sorted({a["event_id"] for a in left}))}
+        rules = {r.name: r for r in self.rules}
+        items = []
+        for a in left:
+            event, rule = events.get(a["event_id"]), rules.get(a["rule"])
+            if event is None or rule is None:
+                continue
+            m = evaluate(rule, event, self.hosts)
+            if m is None or m.host != a["host"] or not m.starts:
+                continue
+            self.store.update_action(a["id"], daemon=self.identity)
+            items.append(Item(action=a["id"], event=event, match=m, queued_at=a["queued_at"] or time.time(),
+                              ready=True))
+        if items:
+            log.info("queued again %d run(s) a stopped daemon had queued", len(items))
+        return items
 
     # ---- intake ----------------------------------------------------------------------
     def record(self, events: list[Event]) -> Ticket:

@@ -290,3 +290,32 @@ def test_events_left_pending_are_decided_at_the_next_start(tmp_path: Path) -> No
         core.drain(timeout=5)
     finally:
         store.close()
+
+
+def test_runs_a_killed_daemon_had_queued_are_queued_again(tmp_path: Path) -> None:
+    """Queued (decided, recorded), then the daemon was killed before a worker took it: the next one runs it."""
+    import socket
+
+    store = _GatedStore.connect(str(tmp_path / "s.db"))
+    try:
+        now = time.time()
+        event = _event("QuickDisk", 3, "fp-q", id="ev-q", received_at=now - 2)
+        dead = f"{socket.gethostname()}:999999999:0"  # no such process on this node
+        old = _event("QuickDisk", 4, "fp-old", id="ev-old", received_at=now - 3600)
+        store.write_all([store.event_row(event, ["quick"]), store.event_row(old, ["quick"]),
+                         *(store.action_row({"id": f"{e.id}.0", "event_id": e.id, "rule": "quick", "host": e.host,
+                                             "dedup_key": e.fingerprint, "outcome": "queued", "daemon": dead,
+                                             "received_at": e.received_at, "queued_at": e.received_at})
+                           for e in (event, old))])
+        core = _daemon(tmp_path, store)
+        core.start()
+        deadline = time.monotonic() + 30
+        while store.recent_actions(0)[-1]["outcome"] != "finished" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        by_id = {a["id"]: a for a in store.recent_actions(0)}
+        assert by_id["ev-q.0"]["outcome"] == "finished" and by_id["ev-q.0"]["run_id"]  # taken over, and run
+        assert by_id["ev-q.0"]["daemon"] == core.identity
+        assert (by_id["ev-old.0"]["outcome"], by_id["ev-old.0"]["reason"]) == ("canceled", "daemon_stopped")  # stale
+        core.drain(timeout=5)
+    finally:
+        store.close()
