@@ -97,7 +97,10 @@ class BenchEnv:
 
     def env(self, **extra: str) -> dict[str, str]:
         """The environment for every measured process: this venv first, opsflow from this tree."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPSFLOW_", "ANSIBLE_")) and k != "CI"}
+        # PYTHONDONTWRITEBYTECODE: measured processes run as an installed opsflow does, its bytecode cached
+        # (pip compiles it at install; the warm-up round writes it here), not compiled again on every start
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("OPSFLOW_", "ANSIBLE_")) and k not in ("CI", "PYTHONDONTWRITEBYTECODE")}
         env["PATH"] = f"{self.bindir}:{env.get('PATH', '/usr/bin:/bin')}"
         env["PYTHONPATH"] = str(ROOT)
         env["OPSFLOW_HOME"] = str(self.work / "home")
