@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 import time
+from functools import lru_cache
 from typing import Any
 
 from opsflow.connectors.base import HostTask, PerHostConnector, RunContext, command_result, run_process
@@ -82,16 +84,22 @@ def ssh_failure(task: HostTask, rc: int | None, err: str, **kw: Any) -> StepResu
     return task.result(status, rc=rc, error_class=str(kind), error=error, **kw)
 
 
+@lru_cache(maxsize=1)
+def ssh_client() -> str:
+    """OpenSSH's client, looked up on PATH once (subprocess would search PATH again for every host)."""
+    return shutil.which("ssh") or "ssh"
+
+
 class CommandConnector(PerHostConnector):
     @staticmethod
     def _connection_lost(task: HostTask, ctx: RunContext) -> tuple[HostStatus, str] | None:
         """rc 255 with nothing said: ssh's own failure only if the shared connection is gone."""
-        rc, _, _, _ = run_process(["ssh", "-F", str(ctx.ssh_config), "-O", "check", task.host.name], None, 5)
+        rc, _, _, _ = run_process([ssh_client(), "-F", str(ctx.ssh_config), "-O", "check", task.host.name], None, 5)
         return (HostStatus.UNREACHABLE, "ConnectionLost") if rc != 0 else None
 
     def run_one(self, task: HostTask, ctx: RunContext) -> StepResult:
         spec = task.spec
-        argv = ["ssh", "-F", str(ctx.ssh_config), task.host.name, "--",
+        argv = [ssh_client(), "-F", str(ctx.ssh_config), task.host.name, "--",
                 remote_command(spec.argv, spec.env, spec.chdir)]
         started = time.time()
         outcome = run_process(argv, spec.stdin, task.timeout, track=ctx.inflight)
