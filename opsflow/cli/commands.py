@@ -301,7 +301,6 @@ def validate(paths: tuple[str, ...], inventory: str | None) -> None:
     """Check runbooks, schedules and services: schema, unknown keys, types, templates, playbooks, targets,
     calendars, objectives. Exit 2 on any error."""
     from opsflow.inventory import load_inventory
-    from opsflow.planning import default_inventory
     from opsflow.runbook.validate import find_runbooks, load_runbook
     from opsflow.settings import current
 
@@ -313,7 +312,7 @@ def validate(paths: tuple[str, ...], inventory: str | None) -> None:
     files = [f for f in everything if f not in schedule_files and f not in service_files]
     if not everything:
         raise UsageError("no runbook, schedule or services files found (give paths, or run where runbooks/ is)")
-    inv_path = inventory or default_inventory()
+    inv_path = inventory or settings.inventory
     inv = load_inventory(inv_path) if files and (inventory or Path(inv_path).exists()) else None
     bad = _validate_schedules(schedule_files, settings.runbooks) + _validate_services(service_files, settings)
     for f in files:
@@ -405,6 +404,14 @@ def list_runbooks(paths: tuple[str, ...]) -> None:
             click.echo(f"{f}: invalid ({len(exc.diagnostics)} problem(s); see opsflow validate)", err=True)
 
 
+def sweep_stale(store: Any) -> None:
+    """Dispatched runs whose workers are all gone end ``interrupted`` now (a cheap query when none is stale)."""
+    from opsflow.dispatch.sweeper import sweep_lazily
+
+    for line in sweep_lazily(store):
+        click.echo(safe(f"opsflow: {line}"), err=True)
+
+
 @click.command()
 @click.option("--runbook", default=None, help="only runs of this runbook (its name)")
 @click.option("--status", default=None, type=click.Choice([str(s) for s in RunStatus]), help="only runs in this state")
@@ -423,6 +430,7 @@ def history(runbook: str | None, status: str | None, since: str | None, limit: i
         rows = remote.history(client, runbook, status, parse_since(since) if since else None, limit)
     else:
         store = open_store(db)
+        sweep_stale(store)
         rows = store.history(runbook=runbook, status=status, since=parse_since(since) if since else None, limit=limit)
         store.close()
     if as_json:
@@ -474,6 +482,7 @@ def show(run_id: str, as_json: bool, verbose: bool, db: str | None, server: str 
         record, results, event = remote.detail(client, run_id)
     else:
         store = open_store(db)
+        sweep_stale(store)
         record = store.get_run(run_id)
         if record is None:
             raise UsageError(f"no run {run_id!r} in {store.url} (see opsflow history)")
