@@ -8,7 +8,8 @@ Delivery settings, and why (Celery's defaults lose or double work when a worker 
 - Redis ``visibility_timeout`` of :data:`VISIBILITY_TIMEOUT` (a day; ``OPSFLOW_VISIBILITY_TIMEOUT``), beyond any
   run's length — and a delivery of a unit that a live worker holds is dropped by its lease anyway;
 - a worker's death is found by its leases going stale, not by the broker: any live worker (and the CLI
-  following a run) sweeps stale leases back into their queues with a new fencing token.
+  following a run) sweeps stale leases back into their queues with a new fencing token; a stale unit that
+  no live worker can take is interrupted (:mod:`opsflow.dispatch.sweeper`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
-from opsflow.dispatch.lease import DEFAULT_TTL, live
-from opsflow.dispatch.lease import sweep as decide_sweep
-from opsflow.dispatch.unit import Unit, close_run, run_unit
+from opsflow.dispatch import sweeper
+from opsflow.dispatch.lease import DEFAULT_TTL
+from opsflow.dispatch.unit import Unit, run_unit
 from opsflow.executor import Executor
 
 if TYPE_CHECKING:
@@ -62,33 +63,9 @@ def publish(app: Celery, run_id: str, queue: str) -> None:
     app.send_task(TASK, args=[run_id, queue], queue=queue)
 
 
-def sweep(store: SqlStore, app: Celery | None, orphan_after: float | None = None) -> list[str]:
-    """Put stale units back in their queues (a new token fences their dead holder out); give up units no live worker
-    can take; what was done, for the log."""
-    from opsflow.dispatch.lease import ORPHAN_AFTER
-
-    now = time.time()
-    open_leases = store.leases(open_only=True)
-    if not open_leases:
-        return []
-    queues = {q for w in store.workers() if w["state"] == "running" and live(w["last_seen"], w["ttl"], now)
-              for q in w["queues"]}
-    done: list[str] = []
-    for lease, action in decide_sweep(open_leases, queues, now, orphan_after or ORPHAN_AFTER):
-        if action == "requeue" and store.requeue(lease.run_id, lease.queue, lease.token):
-            if app is not None:
-                publish(app, lease.run_id, lease.queue)
-            done.append(f"run {lease.run_id} queue {lease.queue}: worker {lease.worker} presumed dead "
-                        f"(no heartbeat for {now - (lease.heartbeat or now):.1f} s): requeued")
-        elif action == "give_up" and lease.state == "queued":
-            reason = f"no live worker serves queue {lease.queue}"
-            last = store.give_up(lease.run_id, lease.queue, lease.token, reason)
-            if last:
-                close_run(store, lease.run_id)
-            done.append(f"run {lease.run_id} queue {lease.queue}: given up, {reason}")
-    for line in done:
-        log.warning("%s", line)
-    return done
+def sweep(store: SqlStore, app: Celery | None) -> list[str]:
+    """A sweep (:func:`opsflow.dispatch.sweeper.sweep`) that sends stale units back to their queues."""
+    return sweeper.sweep(store, (lambda run_id, queue: publish(app, run_id, queue)) if app is not None else None)
 
 
 @dataclass

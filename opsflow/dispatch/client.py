@@ -15,7 +15,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from opsflow.dispatch import placement
-from opsflow.dispatch.lease import DEFAULT_TTL, live
+from opsflow.dispatch.lease import DEFAULT_TTL
+from opsflow.dispatch.sweeper import live_queues
 from opsflow.dispatch.unit import NODE, request_to_dict
 from opsflow.errors import OpsflowError, StoreError, UsageError
 from opsflow.executor import Executor, new_run_id
@@ -46,9 +47,7 @@ def dispatch(plan: Plan, store: SqlStore, broker: str, run_id: str | None = None
     record_start(store, plan, run_id, node=f"{NODE}:{','.join(units)}")
     store.create_dispatch(run_id, request_to_dict(plan), plan.loaded.content_hash, units, ttl,
                           plan.request.started_by, placement.needs_step_sync(plan))
-    now = time.time()
-    served = {q for w in store.workers() if w["state"] == "running" and live(w["last_seen"], w["ttl"], now)
-              for q in w["queues"]}
+    served = live_queues(store.workers(), time.time())
     for queue in units:
         if queue not in served:
             log.warning("run %s: no live worker serves queue %s; its hosts wait for one (opsflow workers)", run_id, queue)
@@ -80,6 +79,7 @@ def follow(store: SqlStore, plan: Plan, run_id: str, executor: Executor, broker:
     steps = {(ps.index, ps.phase): ps for ps in plan.steps + plan.on_failure}
     observer.run_started(run_id, plan)
     canceled, last_sweep = False, time.monotonic()
+    every = float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL) / 2
     while True:
         record = store.get_run(run_id)
         rows = store.results(run_id)
@@ -98,7 +98,7 @@ def follow(store: SqlStore, plan: Plan, run_id: str, executor: Executor, broker:
         if executor.cancel.is_set() and not canceled:
             canceled = True
             store.audit(plan.request.started_by, "cancel", run_id, executor.cancel_reason or "canceled")
-        if time.monotonic() - last_sweep > DEFAULT_TTL / 2:
+        if time.monotonic() - last_sweep > every:
             last_sweep = time.monotonic()
             try:
                 sweep(store, app)

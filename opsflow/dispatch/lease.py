@@ -5,8 +5,10 @@ lease row in the store: its ``state`` (``queued`` → ``running`` → ``done``, 
 holding it, a fencing ``token`` raised by every claim, and the holder's ``heartbeat``. A lease whose
 heartbeat is older than its ``ttl`` is *stale*: its holder is presumed dead. A sweep puts a stale unit
 back in its queue with a new token (the dead holder's writes are refused from then on) so another worker
-takes it over; a unit waiting in a queue that no live worker serves is given up after ``orphan_after``
-seconds, so no run stays ``running`` once its workers are gone.
+takes it over; a stale unit whose queue no live worker serves is *interrupted* (the run waits for a person),
+and a unit waiting in a queue that no live worker serves is given up, so no run stays ``running`` once its
+workers are gone. Any long-lived opsflow process sweeps (:mod:`opsflow.dispatch.sweeper`), and
+``opsflow history``, ``show`` and ``workers`` do too, lazily.
 """
 
 from __future__ import annotations
@@ -60,16 +62,35 @@ def claim_reason(lease: Lease | None, now: float) -> str | None:
 
 def sweep(leases: list[Lease], live_queues: set[str], now: float, orphan_after: float = ORPHAN_AFTER
           ) -> list[tuple[Lease, str]]:
-    """What to do with each open lease: ``requeue`` (stale: its holder is presumed dead) or ``give_up``
-    (queued longer than ``orphan_after`` on a queue no live worker serves)."""
+    """What to do with each open lease:
+
+    - ``requeue``: stale (its holder presumed dead) on a queue a live worker serves, which takes it over;
+    - ``interrupt``: stale on a queue no live worker serves — nobody can take it over, so the run stops
+      ``interrupted`` and waits for a person (resume or abandon); a step it had in flight is not run again;
+    - ``give_up``: queued on a queue no live worker serves, for longer than ``orphan_after`` (a unit never
+      claimed: workers may be starting), or than its ttl (a unit put back after its holder died), or at once
+      when another unit of its run is lost or interrupted now (the run cannot complete anyway).
+    """
     out: list[tuple[Lease, str]] = []
     for lease in leases:
         if lease.stale(now):
-            out.append((lease, "requeue"))
-        elif lease.state == QUEUED and lease.queue not in live_queues and \
-                now - (lease.heartbeat or 0.0) > orphan_after:
+            out.append((lease, "requeue" if lease.queue in live_queues else "interrupt"))
+    losing = {lease.run_id for lease, action in out if action == "interrupt"}
+    losing |= {lease.run_id for lease in leases if lease.state == LOST}
+    for lease in leases:
+        if lease.state != QUEUED or lease.queue in live_queues:
+            continue
+        waited = now - (lease.heartbeat or 0.0)
+        if waited > orphan_after or (lease.deliveries and waited > lease.ttl) or lease.run_id in losing:
             out.append((lease, "give_up"))
     return out
+
+
+def needs_sweep(leases: list[Lease], now: float) -> bool:
+    """Whether a sweep could do anything with these open leases (else the workers need not be read): one is
+    stale, or queued longer than its ttl."""
+    return any(lease.stale(now) or (lease.state == QUEUED and now - (lease.heartbeat or 0.0) > lease.ttl)
+               for lease in leases)
 
 
 def reached(leases: list[Lease], point: int) -> bool:

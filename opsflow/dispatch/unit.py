@@ -13,27 +13,23 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsflow.dispatch.lease import claim_reason, reached
 from opsflow.dispatch.placement import queue_of
+from opsflow.dispatch.sweeper import close_run, interrupted_result
 from opsflow.errors import OpsflowError, UsageError
 from opsflow.executor import Executor, Observer
 from opsflow.executor.steps import RunState
 from opsflow.planning import Plan, PlannedStep, RunRequest, build_plan
 from opsflow.results import (
     FAILING,
-    ErrorKind,
-    HostStatus,
     RunError,
     RunResult,
     RunStatus,
     StepResult,
-    host_outcome,
-    run_outcome,
 )
 from opsflow.store.leases import Fenced
 
@@ -145,13 +141,7 @@ class UnitExecutor(Executor):
                 log.info("run %s: step %r was in flight on %s; idempotent: it runs again", state.run_id,
                          row["step"], row["host"])
                 continue
-            now = time.time()
-            result = StepResult(row["step"], row["host"], HostStatus.FAILED, step_index=row["step_index"],
-                                phase=row["phase"], error_class=ErrorKind.INTERRUPTED, started_at=row["started_at"] or now,
-                                ended_at=now, data={"interrupted": True},
-                                error="in flight when its worker died; not idempotent, so not run again: "
-                                      f"`opsflow resume {state.run_id}` runs it again, `opsflow abandon "
-                                      f"{state.run_id}` gives it up")
+            result = interrupted_result(row, state.run_id, "its worker died (it is not idempotent)")
             self.store.add_result(state.run_id, result)
             state.results.append(result)
             state.failed.add(row["host"])
@@ -200,46 +190,6 @@ class UnitExecutor(Executor):
 def _failed_hosts(rows: list[dict[str, Any]]) -> set[str]:
     return {r["host"] for r in rows if r["phase"] == "main" and r["status"] in FAILING
             and not r["data"].get("ignored")}
-
-
-def close_run(store: SqlStore, run_id: str) -> RunStatus:
-    """The run's outcome from every unit's results and ends, recorded once its last unit ended; its locks go."""
-    rows = store.results(run_id)
-    leases = store.leases(run_id)
-    by_host: dict[str, list[StepResult]] = {}
-    for r in rows:
-        by_host.setdefault(r["host"], []).append(StepResult(
-            r["step"], r["host"], HostStatus(r["status"]), changed=r["changed"], data=r["data"], phase=r["phase"]))
-    record = store.get_run(run_id) or {}
-    if record.get("status") == str(RunStatus.ABANDONED):  # a person gave it up (opsflow abandon): that stands
-        store.release_locks(run_id)
-        return RunStatus.ABANDONED
-    hosts = {h: host_outcome(by_host.get(h, [])) for h in record.get("hosts", {})}
-    interrupted = sorted({r["host"] for r in rows if r["error_class"] == ErrorKind.INTERRUPTED})
-    kinds = {lease.error_kind for lease in leases}
-    errors = [f"{lease.queue}: {lease.error}" for lease in leases if lease.error]
-    status, kind = run_outcome(hosts), None
-    if str(RunError.INTERNAL) in kinds:
-        status, kind = RunStatus.CRASHED, RunError.INTERNAL
-    elif interrupted or "lost" in kinds:
-        status = RunStatus.INTERRUPTED
-        if interrupted:
-            errors.insert(0, f"interrupted on {', '.join(interrupted)}: a step that is not idempotent was in flight "
-                             f"when its worker died; `opsflow resume {run_id}` or `opsflow abandon {run_id}`")
-    else:
-        for candidate in (RunError.CANCELED, RunError.WINDOW_CLOSED, RunError.TIMEOUT, RunError.MAX_FAIL,
-                          RunError.LOCK_HELD, RunError.INVALID):
-            if str(candidate) in kinds:
-                kind = candidate
-                status = RunStatus.CANCELED if candidate in (RunError.CANCELED, RunError.WINDOW_CLOSED) else RunStatus.FAILED
-                break
-        if kind is None and status != RunStatus.SUCCEEDED:
-            kind = RunError.HOSTS_FAILED
-    shown = {h: ("interrupted" if h in interrupted else str(s)) for h, s in hosts.items()}
-    store.finish_run(run_id, status, time.time(), shown, "; ".join(dict.fromkeys(errors)) or None,
-                     str(kind) if kind else None)
-    store.release_locks(run_id)
-    return status
 
 
 def run_unit(store: SqlStore, run_id: str, queue: str, worker: str, ttl: float,

@@ -51,6 +51,13 @@ _RESULT_COLS = ("run_id", "step_index", "step", "action", "host", "phase", "stat
 Execute = Callable[[str, tuple[Any, ...]], Any]
 
 
+def _insert_result(execute: Execute, run_id: str, r: StepResult) -> None:
+    row = (run_id, r.step_index, r.step, r.action, r.host, r.phase, str(r.status), int(r.changed), r.rc,
+           r.started_at, r.ended_at, r.duration, r.attempts, r.stdout, r.stderr, json.dumps(r.data, default=str),
+           r.error_class, r.error)
+    execute(f"INSERT INTO results ({', '.join(_RESULT_COLS)}) VALUES ({', '.join('?' for _ in row)})", row)
+
+
 class Fenced(StoreError):
     """This worker's lease was taken over (its token is no longer the unit's): it must stop writing."""
 
@@ -152,13 +159,10 @@ class LeaseStoreMixin:
             yield execute
 
     def fenced_result(self, run_id: str, queue: str, token: int, r: StepResult) -> None:
-        row = (run_id, r.step_index, r.step, r.action, r.host, r.phase, str(r.status), int(r.changed), r.rc,
-               r.started_at, r.ended_at, r.duration, r.attempts, r.stdout, r.stderr,
-               json.dumps(r.data, default=str), r.error_class, r.error)
         with self.fenced(run_id, queue, token) as execute:
             execute("DELETE FROM inflight WHERE run_id = ? AND queue = ? AND step_index = ? AND phase = ? AND host = ?",
                     (run_id, queue, r.step_index, r.phase, r.host))
-            execute(f"INSERT INTO results ({', '.join(_RESULT_COLS)}) VALUES ({', '.join('?' for _ in row)})", row)
+            _insert_result(execute, run_id, r)
 
     def mark_inflight(self, run_id: str, queue: str, token: int, step_index: int, phase: str, step: str,
                       idempotent: bool, hosts: list[str]) -> None:
@@ -209,12 +213,28 @@ class LeaseStoreMixin:
 
     def give_up(self, run_id: str, queue: str, seen_token: int, reason: str) -> bool:
         """No live worker serves the unit's queue: the unit is lost; True when the run has no open unit left."""
-        with self.transaction() as execute:
-            execute("SELECT run_id FROM dispatches WHERE run_id = ?" + self._locking(), (run_id,))
+        return self.lose_unit(run_id, queue, seen_token, "queued", reason) is True
+
+    def lose_unit(self, run_id: str, queue: str, seen_token: int, state: str, reason: str,
+                  interrupted: Callable[[dict[str, Any]], StepResult] | None = None) -> bool | None:
+        """The unit (``state``, ``seen_token``) is lost, for ``reason``: a new token fences out any holder, and
+        each step it had in flight is recorded as ``interrupted(row)`` says (never run again by itself). None
+        when someone else acted first; else True when the run has no open unit left."""
+        cols = ("step_index", "phase", "host", "step", "idempotent", "token", "started_at")
+        with self.transaction() as execute:  # the lease row, then the run's (the order of fenced writes)
             cur = execute("UPDATE leases SET state = 'lost', token = token + 1, error = ?, error_kind = 'lost' "
-                          "WHERE run_id = ? AND queue = ? AND token = ? AND state = 'queued'",
-                          (reason, run_id, queue, seen_token))
-            return bool(cur.rowcount) and self._close_if_last(execute, run_id)
+                          "WHERE run_id = ? AND queue = ? AND token = ? AND state = ?",
+                          (reason, run_id, queue, seen_token, state))
+            if not cur.rowcount:
+                return None
+            execute("SELECT run_id FROM dispatches WHERE run_id = ?" + self._locking(), (run_id,))
+            rows = [dict(zip(cols, r, strict=True)) for r in execute(
+                f"SELECT {', '.join(cols)} FROM inflight WHERE run_id = ? AND queue = ?", (run_id, queue)).fetchall()]
+            execute("DELETE FROM inflight WHERE run_id = ? AND queue = ?", (run_id, queue))
+            for row in rows:
+                if interrupted is not None:
+                    _insert_result(execute, run_id, interrupted(row))
+            return self._close_if_last(execute, run_id)
 
     # ---- workers ----------------------------------------------------------------------------
     def worker_beat(self, name: str, node: str, pid: int, queues: list[str], concurrency: int, ttl: float,

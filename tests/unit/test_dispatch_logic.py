@@ -4,16 +4,20 @@ fencing — a worker presumed dead can record nothing once another took its unit
 from __future__ import annotations
 
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from opsflow.dispatch import placement
-from opsflow.dispatch.lease import Lease, claim_reason, reached, sweep
+from opsflow.dispatch.lease import Lease, claim_reason, needs_sweep, reached, sweep
+from opsflow.dispatch.sweeper import sweep as sweep_store
+from opsflow.dispatch.sweeper import sweep_lazily
 from opsflow.errors import UsageError
 from opsflow.planning import RunRequest, build_plan
-from opsflow.results import HostStatus, StepResult
+from opsflow.results import ErrorKind, HostStatus, StepResult
 from opsflow.store import open_store
+from opsflow.store.base import RunRecord
 from opsflow.store.leases import Fenced
 
 
@@ -33,10 +37,20 @@ def test_a_delivery_claims_a_queued_or_stale_unit_and_drops_a_duplicate() -> Non
 
 def test_a_sweep_requeues_stale_units_and_gives_up_units_no_live_worker_serves() -> None:
     fresh, stale = lease(heartbeat=100), lease(heartbeat=80, queue="b")
-    waiting = lease("queued", heartbeat=0, queue="c")
+    waiting = lease("queued", heartbeat=0, queue="c", deliveries=0)  # never claimed: workers may be starting
     assert sweep([fresh, stale, waiting], {"a", "b", "c"}, 105, orphan_after=50) == [(stale, "requeue")]
     assert sweep([waiting], {"a"}, 105, orphan_after=50) == [(waiting, "give_up")]
     assert sweep([waiting], {"a"}, 40, orphan_after=50) == []  # not waited long enough yet
+
+
+def test_a_stale_unit_no_live_worker_can_take_is_interrupted_and_its_run_s_waiting_units_given_up() -> None:
+    stale, waiting = lease(heartbeat=80), lease("queued", heartbeat=100, queue="b", deliveries=0)
+    assert sweep([stale, waiting], {"b"}, 105) == [(stale, "interrupt")]  # b is served: its unit waits for it
+    assert sweep([stale, waiting], set(), 105) == [(stale, "interrupt"), (waiting, "give_up")]  # nobody left at all
+    requeued = lease("queued", heartbeat=100, deliveries=1)  # put back after its holder died; nobody serves it
+    assert sweep([requeued], set(), 105) == [] and sweep([requeued], set(), 111) == [(requeued, "give_up")]
+    assert not needs_sweep([lease(heartbeat=100), lease("queued", heartbeat=100, deliveries=0)], 105)
+    assert needs_sweep([stale], 105)
 
 
 def test_units_meet_when_every_open_unit_reached_the_point() -> None:
@@ -105,4 +119,31 @@ def test_a_worker_presumed_dead_cannot_record_after_a_takeover(tmp_path: Path) -
     store.fenced_result("r1", "a", 3, late)  # type: ignore[attr-defined]
     assert [r["host"] for r in store.results("r1")] == ["h1"]
     assert store.finish_unit("r1", "a", 3, "succeeded", None, None)  # type: ignore[attr-defined]  # the last unit
+    store.close()
+
+
+def test_a_run_whose_workers_are_all_gone_ends_interrupted_at_the_next_look_at_the_store(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "s.db"))
+    store.create_run(RunRecord("r1", "rb", "rb.yaml", "hash", {}, "cli", "me", time.time(), node="celery:a,b",
+                               hosts={"h1": "pending", "h2": "pending", "h3": "pending"}))
+    store.create_dispatch("r1", {}, "hash", {"a": ["h1", "h2"], "b": ["h3"]}, 0.2, "me", False)  # type: ignore[attr-defined]
+    store.worker_beat("w1", "n", 1, ["a"], 1, 0.2, time.time(), [])  # type: ignore[attr-defined]
+    token = store.claim_unit("r1", "a", "w1", 0.2, claim_reason)[0]  # type: ignore[attr-defined]
+    store.fenced_result("r1", "a", token, StepResult("first", "h1", HostStatus.OK, step_index=0))  # type: ignore[attr-defined]
+    store.mark_inflight("r1", "a", token, 1, "main", "change", False, ["h1", "h2"])  # type: ignore[attr-defined]
+    assert sweep_lazily(store) == []  # the worker is live: nothing to do (one query)
+    time.sleep(0.3)  # w1 and the dispatcher die: no heartbeat, nobody follows the run
+    done = sweep_lazily(store)
+    assert len(done) == 2 and "went silent" in done[0] and "no live worker serves queue b" in done[1], done
+    record = store.get_run("r1")
+    assert record is not None and record["status"] == "interrupted", record
+    assert record["hosts"] == {"h1": "interrupted", "h2": "interrupted", "h3": "skipped"}, record["hosts"]
+    assert "no live worker serves queue a" in record["error"] and "opsflow resume r1" in record["error"]
+    rows = {(r["host"], r["step"]): r for r in store.results("r1")}
+    assert rows[("h2", "change")]["error_class"] == ErrorKind.INTERRUPTED  # recorded, never run again by itself
+    assert [(lease.queue, lease.state) for lease in store.leases("r1")] == [("a", "lost"), ("b", "lost")]  # type: ignore[attr-defined]
+    with pytest.raises(Fenced):  # the presumed-dead holder, back after all, records nothing
+        store.fenced_result("r1", "a", token, StepResult("change", "h1", HostStatus.CHANGED, step_index=1))  # type: ignore[attr-defined]
+    assert claim_reason(store.leases("r1")[0], time.time()) is None  # type: ignore[attr-defined]  # a redelivery
+    assert sweep_store(store) == []  # type: ignore[arg-type]
     store.close()
