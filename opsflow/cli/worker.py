@@ -81,11 +81,13 @@ def worker(queues: str, concurrency: int, broker: str | None, name: str | None, 
 @click.option("--all", "show_all", is_flag=True, help="also workers stopped or gone for more than a day")
 def workers(db: str | None, as_json: bool, show_all: bool) -> None:
     """Workers: their queues, what they run, when they were last seen (their heartbeats in the store)."""
+    from opsflow.cli.commands import sweep_stale
     from opsflow.dispatch.lease import live
     from opsflow.store import open_store
 
     store = open_store(db, reap=False)
     try:
+        sweep_stale(store)  # runs whose workers are all gone end interrupted
         rows = store.workers()  # type: ignore[attr-defined]
     finally:
         store.close()
