@@ -75,6 +75,9 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     signal.signal(signal.SIGHUP, on_reload)
     core.start()
     listener.start()
+    from opsflow.dispatch.background import start as start_sweeper
+
+    sweeper = start_sweeper(store)  # dispatched runs whose workers are all gone end interrupted
     schedule_text = "; no schedule"
     if scheduler is not None:
         counts = scheduler.start()
@@ -107,6 +110,8 @@ def daemon(listen: str, syslog: str | None, syslog_allow: tuple[str, ...], runbo
     if late:
         click.echo(f"opsflow daemon: canceled at the deadline: {', '.join(late)}", err=True)
     notices.close()  # notifications under way are sent (the scheduler's stop closed them already, if it ran)
+    if sweeper is not None:
+        sweeper.stop()
     store.close()
     click.echo("opsflow daemon: stopped", err=True)
 

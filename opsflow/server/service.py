@@ -96,6 +96,9 @@ def serve(o: Options, say: Any) -> None:
         signal.signal(s, on_stop)
     signal.signal(signal.SIGHUP, lambda _s, _f: reload(core, scheduler, o.runbooks))
     core.start()
+    from opsflow.dispatch.background import start as start_sweeper
+
+    sweeper = start_sweeper(store)  # dispatched runs whose workers are all gone end interrupted
     thread = threading.Thread(target=server.run, name="opsflow-http", daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -129,6 +132,8 @@ def serve(o: Options, say: Any) -> None:
     server.should_exit = True
     thread.join(15)
     notices.close()
+    if sweeper is not None:
+        sweeper.stop()
     store.close()
     say("opsflow serve: stopped")
 
