@@ -6,129 +6,27 @@
   step in flight ran again, a step that is not idempotent never twice;
 - a step that is not idempotent in flight on the killed worker: that host ends ``interrupted``, the run waits
   for a person, who abandons it (audited);
-- the dispatching CLI SIGKILLed: the run goes on and is recorded; its Ctrl-C cancels the run on the workers.
+- the dispatching CLI SIGKILLed: the run goes on and is recorded; its Ctrl-C cancels the run on the workers;
+- the worker AND the dispatching CLI SIGKILLed: after the lease ttl, `opsflow history` / `show` find the run
+  `interrupted` (with why), nothing runs its step again by itself, and `opsflow resume --dispatch celery` with a
+  new worker completes it (the broker's redelivery of the old unit is dropped by its lost lease).
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers import ROOT, Cli, pg_store_url, wait_for, write_runbook
+from tests.helpers import wait_for, write_runbook
+from tests.lab.dispatch_site import TTL, Site, holder_of, run_status, site
 
+__all__ = ["site"]  # the fixture
 pytestmark = pytest.mark.lab
-BROKERS = {"rabbitmq": "amqp://guest:guest@127.0.0.1:5672//", "redis": "redis://127.0.0.1:6379/0"}
-TTL = "2"
-
-
-class Site:
-    """A store, a broker, queues named for this test only, workers started and killed by pid."""
-
-    def __init__(self, cli: Cli, store: str, broker: str, tmp: Path) -> None:
-        self.cli, self.store_url, self.broker, self.tmp = cli, store, broker, tmp
-        tag = secrets.token_hex(3)
-        self.qa, self.qb = f"qa-{tag}", f"qb-{tag}"
-        self.workers: dict[str, subprocess.Popen[str]] = {}
-        self.mark = f"/tmp/opsflow-dispatch-{tag}"
-
-    def env(self) -> dict[str, str]:
-        return {**self.cli.env(), "OPSFLOW_DB": self.store_url, "OPSFLOW_BROKER": self.broker,
-                "OPSFLOW_LEASE_TTL": TTL, "OPSFLOW_PROJECT": "none"}
-
-    def inventory(self) -> Path:
-        doc = yaml.safe_load(self.cli.inventory.read_text())
-        hosts = doc["all"]["children"]["servers"]["hosts"]
-        for name in ("srv1", "srv2"):
-            hosts[name]["opsflow_queue"] = self.qa
-        for name in ("srv3", "srv4"):
-            hosts[name]["opsflow_queue"] = self.qb
-        path = self.tmp / "inventory.yml"
-        path.write_text(yaml.safe_dump(doc))
-        return path
-
-    def start(self, name: str, queue: str) -> None:
-        log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 - the worker writes it until it ends
-        self.workers[name] = subprocess.Popen(
-            [sys.executable, "-m", "opsflow", "worker", "-Q", queue, "-c", "2", "-n", name, "--lease-ttl", TTL,
-             "-l", "INFO"], stdout=log, stderr=subprocess.STDOUT, text=True, env=self.env(), cwd=ROOT)
-
-    def ready(self) -> None:
-        def up() -> bool:
-            rows = self.query("SELECT name FROM workers WHERE state = 'running'")
-            return {r[0] for r in rows} >= set(self.workers)
-        wait_for(up, timeout=60, what="workers up")
-
-    def kill(self, name: str) -> None:
-        self.workers[name].send_signal(signal.SIGKILL)
-        self.workers[name].wait()
-
-    def stop(self) -> None:
-        for proc in self.workers.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)  # test workers: no need to wait for a warm shutdown
-        for proc in self.workers.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        import psycopg
-
-        with psycopg.connect(self.store_url, autocommit=True) as conn:
-            return conn.execute(sql, args).fetchall()
-
-    def run(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-m", "opsflow", *args], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=self.env(), cwd=ROOT)
-
-    def opsflow(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "opsflow", *args], capture_output=True, text=True,
-                              env=self.env(), cwd=ROOT, timeout=60)
-
-    def lease(self, queue: str) -> tuple[Any, ...] | None:
-        rows = self.query("SELECT run_id, worker, state, token, deliveries FROM leases WHERE queue = %s "
-                          "ORDER BY state = 'running' DESC, heartbeat DESC", (queue,))
-        return rows[0] if rows else None
-
-    def counts(self, lab: Any, host: str) -> dict[str, int]:
-        lines = lab.exec(host, ["sh", "-c", f"cat {self.mark} 2>/dev/null"]).stdout.split()
-        return {word: lines.count(word) for word in set(lines)}
-
-
-@pytest.fixture
-def site(cli: Cli, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Site]:
-    broker = BROKERS[getattr(request, "param", "rabbitmq")]
-    from opsflow.store import open_store
-
-    with pg_store_url() as url:
-        open_store(url).close()  # created at head once, before workers and CLIs open it
-        s = Site(cli, url, broker, tmp_path)
-        try:
-            yield s
-        finally:
-            s.stop()
-
-
-def _holder(site: Site, queue: str) -> str:
-    lease = wait_for(lambda: (row := site.lease(queue)) and row[2] == "running" and row, timeout=30,
-                     what=f"a worker holding queue {queue}")
-    return str(lease[1])
-
-
-def _status(site: Site, run_id: str) -> str:
-    return str(site.query("SELECT status FROM runs WHERE id = %s", (run_id,))[0][0])
 
 
 @pytest.mark.parametrize("site", ["rabbitmq", "redis"], indirect=True)
@@ -150,7 +48,7 @@ def test_a_run_on_two_queues_is_one_run_and_survives_a_killed_worker(site: Site,
     """)
     site.ready()
     proc = site.run("run", str(rb), "-i", str(site.inventory()), "--dispatch", "celery", "-q")
-    holder = _holder(site, site.qa)
+    holder = holder_of(site, site.qa)
     wait_for(lambda: site.query("SELECT 1 FROM inflight WHERE queue = %s AND step = 'slow'", (site.qa,)),
              timeout=30, what="step slow in flight on queue a")
     site.kill(holder)
@@ -187,7 +85,7 @@ def test_a_step_not_idempotent_in_flight_interrupts_its_hosts_until_a_person_dec
     """)
     site.ready()
     proc = site.run("run", str(rb), "-i", str(site.inventory()), "--dispatch", "celery", "-q")
-    holder = _holder(site, site.qa)
+    holder = holder_of(site, site.qa)
     wait_for(lambda: site.query("SELECT 1 FROM inflight WHERE queue = %s", (site.qa,)), timeout=30,
              what="step migrate in flight")
     site.kill(holder)
@@ -200,7 +98,7 @@ def test_a_step_not_idempotent_in_flight_interrupts_its_hosts_until_a_person_dec
         assert site.counts(lab, host).get("migrate", 0) <= 1  # never twice
     out = site.opsflow("abandon", run_id, "--reason", "migrated by hand")
     assert out.returncode == 0, out.stderr
-    assert _status(site, run_id) == "abandoned"
+    assert run_status(site, run_id) == "abandoned"
     assert site.query("SELECT actor, detail FROM audit WHERE action = 'abandon' AND target = %s", (run_id,))
 
 
@@ -219,14 +117,14 @@ def test_the_dispatching_cli_killed_the_run_goes_on_ctrl_c_cancels_on_workers_an
     inventory = str(site.inventory())
     site.ready()
     proc = site.run("run", str(rb), "-i", inventory, "--dispatch", "celery", "-q")
-    _holder(site, site.qa)
+    holder_of(site, site.qa)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     (run_id,) = wait_for(lambda: site.query("SELECT id FROM runs WHERE status = 'succeeded'"), timeout=30,
                          what="the run of the killed CLI to succeed")[0]
     assert site.counts(lab, "srv1") == {"wait": 1, "then": 1}
     proc = site.run("run", str(rb), "-i", inventory, "--dispatch", "celery", "-q")
-    _holder(site, site.qa)
+    holder_of(site, site.qa)
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -242,3 +140,51 @@ def test_the_dispatching_cli_killed_the_run_goes_on_ctrl_c_cancels_on_workers_an
     site.kill("a1")
     time.sleep(float(TTL) + 0.3)
     assert [w["status"] for w in json.loads(site.opsflow("workers", "--json").stdout)] == ["gone"]
+
+
+def test_the_worker_and_the_dispatching_cli_killed_the_run_turns_interrupted_and_resumes_on_a_new_worker(
+        site: Site, lab: Any, tmp_path: Path) -> None:
+    site.start("a1", site.qa)
+    rb = write_runbook(tmp_path, "orphan", f"""\
+        name: orphan
+        targets: srv1:srv2
+        steps:
+          - name: first
+            command: [sh, -c, 'echo first >> {site.mark}']
+          - name: change
+            command: [sh, -c, 'sleep 1.5; echo change >> {site.mark}']
+          - name: last
+            command: [sh, -c, 'echo last >> {site.mark}']
+    """)
+    inventory = str(site.inventory())
+    site.ready()
+    proc = site.run("run", str(rb), "-i", inventory, "--dispatch", "celery", "-q")
+    wait_for(lambda: site.query("SELECT 1 FROM inflight WHERE queue = %s AND step = 'change'", (site.qa,)),
+             timeout=30, what="step change in flight")
+    site.kill("a1")
+    proc.send_signal(signal.SIGKILL)  # nobody is left to follow the run or to take its unit over
+    proc.wait()
+    ((run_id,),) = site.query("SELECT id FROM runs")
+    assert run_status(site, run_id) == "running"
+    time.sleep(float(TTL) + 0.2)  # the lease expires; nothing sweeps until someone looks
+    listed = site.opsflow("history", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["id"], r["status"]) for r in json.loads(listed.stdout)] == [(run_id, "interrupted")]
+    assert "went silent" in listed.stderr and f"no live worker serves queue {site.qa}" in listed.stderr
+    shown = site.opsflow("show", run_id, "--json")
+    detail = json.loads(shown.stdout)
+    assert detail["hosts"] == {"srv1": "interrupted", "srv2": "interrupted"}, detail
+    assert "worker a1 went silent" in detail["error"] and f"opsflow resume {run_id}" in detail["error"]
+    for host in ("srv1", "srv2"):
+        counts = site.counts(lab, host)
+        assert counts["first"] == 1 and counts.get("change", 0) <= 1 and "last" not in counts, counts
+    site.start("a2", site.qa)  # the broker redelivers a1's unit to a2 at once: its lost lease drops it
+    site.ready()
+    resumed = site.opsflow("resume", run_id, "--dispatch", "celery", "-q", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["status"] == "succeeded"
+    for host in ("srv1", "srv2"):
+        counts = site.counts(lab, host)
+        assert counts["first"] == 1 and counts["last"] == 1, counts  # completed steps were not run again
+        assert 1 <= counts["change"] <= 2, counts  # once by the resume a person asked for (plus a1's, if it ended)
+    assert "duplicate delivery dropped" in (tmp_path / "a2.log").read_text()
