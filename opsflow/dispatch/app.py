@@ -41,7 +41,7 @@ def make_app(broker: str) -> Celery:
     app = Celery("opsflow", broker=broker, set_as_current=False)
     app.conf.update(
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_transport_options=transport_options(VISIBILITY_TIMEOUT),
         task_ignore_result=True, task_serializer="json", accept_content=["json"], task_default_queue="default",
         task_create_missing_queues=True, worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
         broker_connection_timeout=5, worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -57,6 +57,16 @@ def make_app(broker: str) -> Celery:
         return outcome
 
     return app
+
+
+def transport_options(visibility_timeout: float) -> dict[str, Any]:
+    """Redis: a message not acknowledged within ``visibility_timeout`` is delivered again (kombu scans for such
+    messages every ``unacked_restore_interval`` × ``unacked_restore_throttle`` s, 100 s by default; a short
+    timeout is scanned for in step with it). RabbitMQ ignores these."""
+    options: dict[str, Any] = {"visibility_timeout": visibility_timeout}
+    if visibility_timeout < 100:
+        options.update(unacked_restore_interval=max(1, int(visibility_timeout / 2)), unacked_restore_throttle=1)
+    return options
 
 
 def publish(app: Celery, run_id: str, queue: str) -> None:

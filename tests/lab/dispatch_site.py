@@ -45,11 +45,11 @@ class Site:
         path.write_text(yaml.safe_dump(doc))
         return path
 
-    def start(self, name: str, queue: str) -> None:
+    def start(self, name: str, queue: str, **env: str) -> None:
         log = open(self.tmp / f"{name}.log", "w")  # noqa: SIM115 - the worker writes it until it ends
         self.workers[name] = subprocess.Popen(
             [sys.executable, "-m", "opsflow", "worker", "-Q", queue, "-c", "2", "-n", name, "--lease-ttl", TTL,
-             "-l", "INFO"], stdout=log, stderr=subprocess.STDOUT, text=True, env=self.env(), cwd=ROOT)
+             "-l", "INFO"], stdout=log, stderr=subprocess.STDOUT, text=True, env={**self.env(), **env}, cwd=ROOT)
 
     def ready(self) -> None:
         def up() -> bool:

@@ -9,7 +9,9 @@
 - the dispatching CLI SIGKILLed: the run goes on and is recorded; its Ctrl-C cancels the run on the workers;
 - the worker AND the dispatching CLI SIGKILLed: after the lease ttl, `opsflow history` / `show` find the run
   `interrupted` (with why), nothing runs its step again by itself, and `opsflow resume --dispatch celery` with a
-  new worker completes it (the broker's redelivery of the old unit is dropped by its lost lease).
+  new worker completes it (the broker's redelivery of the old unit is dropped by its lost lease);
+- Redis delivers a unit again when its visibility timeout passes (here 1 s) while a live worker still runs it:
+  the lease drops the second delivery, the step runs once.
 """
 
 from __future__ import annotations
@@ -188,3 +190,32 @@ def test_the_worker_and_the_dispatching_cli_killed_the_run_turns_interrupted_and
         assert counts["first"] == 1 and counts["last"] == 1, counts  # completed steps were not run again
         assert 1 <= counts["change"] <= 2, counts  # once by the resume a person asked for (plus a1's, if it ended)
     assert "duplicate delivery dropped" in (tmp_path / "a2.log").read_text()
+
+
+@pytest.mark.parametrize("site", ["redis"], indirect=True)
+def test_a_redis_redelivery_of_a_unit_a_live_worker_holds_is_dropped(site: Site, tmp_path: Path) -> None:
+    from opsflow.dispatch.client import dispatch
+    from opsflow.planning import RunRequest, build_plan
+    from opsflow.store import open_store
+
+    site.start("r1", site.qa, OPSFLOW_VISIBILITY_TIMEOUT="1")  # Redis redelivers what is not acked within 1 s
+    mark = tmp_path / "ran"
+    rb = write_runbook(tmp_path, "long", f"""\
+        name: long
+        targets: srv1
+        queue: {site.qa}
+        steps:
+          - name: long
+            local: [sh, -c, 'sleep 2.5; echo long >> {mark}']
+    """)
+    plan = build_plan(RunRequest(runbook=str(rb), inventory=str(site.cli.inventory)))
+    store = open_store(site.store_url)
+    site.ready()
+    try:  # dispatched from here, not by a CLI: its start-up would double this test's time
+        run_id = dispatch(plan, store, site.broker)  # type: ignore[arg-type]
+    finally:
+        store.close()
+    wait_for(lambda: run_status(site, run_id) == "succeeded", timeout=30, what="the run to succeed")
+    assert "duplicate delivery dropped" in (tmp_path / "r1.log").read_text()  # the second delivery: no claim
+    assert site.lease(site.qa)[2:] == ("done", 1, 1)  # type: ignore[index]  # one claim, one token, never taken over
+    assert mark.read_text() == "long\n"  # the step ran once
