@@ -22,6 +22,7 @@ import os
 import pickle
 import stat
 import sys
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -124,7 +125,7 @@ def put(kind: str, key: str, value: Any) -> None:
         if not _private(os.stat(folder)):
             return
         data = pickle.dumps((key, value), protocol=pickle.HIGHEST_PROTOCOL)
-        tmp = folder / f".{key}.{os.getpid()}"
+        tmp = folder / f".{key}.{os.getpid()}.{threading.get_ident()}"  # writers of one key never share it
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
