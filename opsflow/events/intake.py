@@ -26,7 +26,6 @@ except ImportError:  # pragma: no cover - installed with opsflow
 MAX_EVENTS = 5000  # events per request
 MAX_DEPTH = 32  # nesting of arrays and objects in a request body
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
 SEVERITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
 
@@ -101,15 +100,19 @@ def check_text(doc: Any) -> None:
             stack.append((v, (*path, k)))
 
 
-def _shallow(doc: Any) -> bool:
-    """Whether no array or object of the document nests ``MAX_DEPTH`` levels deep (containers only)."""
+def _plain(doc: Any) -> bool:
+    """Whether no array or object of orjson's document nests ``MAX_DEPTH`` levels deep, and no number in it
+    is a float that may have been an integer of more than 64 bits in the body (orjson reads those as floats)."""
     stack: list[tuple[Any, int]] = [(doc, 0)]
     while stack:
         value, depth = stack.pop()
         if depth >= MAX_DEPTH:
             return False
-        values = value.values() if isinstance(value, dict) else value
-        stack.extend((v, depth + 1) for v in values if isinstance(v, dict | list))
+        for v in value.values() if isinstance(value, dict) else value:
+            if isinstance(v, dict | list):
+                stack.append((v, depth + 1))
+            elif isinstance(v, float) and abs(v) >= 9.2e18:
+                return False
     return True
 
 
@@ -119,16 +122,19 @@ def load_json(body: bytes) -> Any:
     orjson, when installed, parses it (a few times faster) and refuses what is not valid Unicode itself;
     a body it refuses for any reason (a lone surrogate, NaN, an integer over 64 bits, bad JSON) takes the
     standard library's path, so what is accepted and the message of a refusal are the same either way.
-    Without a NUL escape and too deep a nesting, its document needs no ``check_text``."""
-    if _orjson is not None and not _LONG_NUMBER.search(body):  # orjson reads an integer of 20 digits as a float
+    Without a NUL escape, too deep a nesting or a number orjson may have read differently (an integer over
+    64 bits: the standard library's path keeps it exact), its document needs no ``check_text``."""
+    if _orjson is not None:
         try:
             doc = _orjson.loads(body)
         except _orjson.JSONDecodeError:
             pass
         else:
-            if b"\\u0000" not in body and (not isinstance(doc, dict | list) or _shallow(doc)):
-                return doc
-            return _checked(doc)
+            if isinstance(doc, dict | list):
+                if _plain(doc):
+                    return doc if b"\\u0000" not in body else _checked(doc)
+            elif not isinstance(doc, float) or abs(doc) < 9.2e18:
+                return doc if b"\\u0000" not in body else _checked(doc)
     try:
         doc = json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -33,9 +33,25 @@ _INSERT_EVENT = f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.jo
 _BREAKER_COLS = ("rule", "failures", "state", "opened_at", "last_run", "reset_at", "reset_by")
 
 
+try:  # optional: the standard library's json writes the same document, slower
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - installed with opsflow
+    _orjson = None  # type: ignore[assignment]
+
+
+def _dumps(doc: Any) -> str:
+    """JSON text of a payload: orjson's (compact; a NaN or infinity, which only the standard library's parser
+    lets into an event, is written null), or the standard library's (an integer over 64 bits)."""
+    if _orjson is not None:
+        try:
+            return _orjson.dumps(doc, default=str).decode()
+        except TypeError:
+            pass
+    return json.dumps(doc, default=str, ensure_ascii=False)
+
+
 def _payload(event: Event) -> str:
-    text = json.dumps({"labels": event.labels, "annotations": event.annotations, "data": event.data},
-                      default=str, ensure_ascii=False)
+    text = _dumps({"labels": event.labels, "annotations": event.annotations, "data": event.data})
     if len(text) > PAYLOAD_LIMIT:
         labels = event.labels if len(json.dumps(event.labels)) < PAYLOAD_LIMIT // 2 else {}
         return json.dumps({"labels": labels, "annotations": {}, "data": {}, "truncated": True, "size": len(text)})
