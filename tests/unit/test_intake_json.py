@@ -12,7 +12,8 @@ from opsflow.store.events import _dumps
 
 def _stdlib(body: bytes) -> object:
     """What the standard library's path alone gives (or the refusal's message)."""
-    saved, intake._orjson = intake._orjson, None
+    saved = intake._orjson
+    intake._orjson = None  # type: ignore[assignment]
     try:
         return intake.load_json(body)
     except intake.PayloadError as exc:
