@@ -98,7 +98,9 @@ def run_steps(conn: Any, steps: list[Step], platform: Platform, timeout: float) 
             conn.write_channel(step.text.replace("\n", conn.RETURN))
             out = str(conn.read_until_pattern(pattern=step.expect or r"[>#]\s*$", read_timeout=timeout))
         else:
-            out = str(conn.send_command(step.text, expect_string=step.expect, read_timeout=timeout,
+            # the prompt may change (a config session, config mode): wait for any prompt of this device
+            expect = step.expect or re.escape(str(conn.base_prompt)) + r"[^\n]*[#>$]\s*$"
+            out = str(conn.send_command(step.text, expect_string=expect, read_timeout=timeout,
                                         strip_prompt=True, strip_command=True))
         res.output += out if out.endswith("\n") or not out else out + "\n"
         err = platform.error(out) if step.kind in ("send", "paste") else None

@@ -55,8 +55,10 @@ def backup(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResu
 
 
 def _latest(name: str) -> str | None:
-    versions = repo().versions(name, limit=1)
-    return repo().read(versions[0]) if versions else None
+    """The latest stored config (read under the writers' lock: the repository may be being created)."""
+    with repo()._exclusive():  # noqa: SLF001 - one lock for readers and writers of the repository
+        versions = repo().versions(name, limit=1)
+        return repo().read(versions[0]) if versions else None
 
 
 def _kind(exc: BackupError) -> ErrorKind:

@@ -43,10 +43,11 @@ class Editor:
         self.root, self.d = root, d
         self.stack: list[tuple[int, Node]] = [(-1, root)]
         self.indented = False  # the current block got indented lines (a pasted config)
+        self.tentative: Node | None = None  # the last line, a block only if indented lines follow
 
     @property
     def context(self) -> list[str]:
-        return [n.text for _, n in self.stack[1:]]
+        return [n.text for _, n in self.stack[1:] if n is not self.tentative]
 
     def feed(self, raw: str) -> bool:
         if self.d.syntax == "indent":
@@ -63,6 +64,9 @@ class Editor:
         indent = len(raw) - len(raw.lstrip())
         if not text or text.startswith("!"):
             return
+        if self.stack[-1][1] is self.tentative and not indent:
+            self.stack.pop()  # the previous line took no indented lines: it was not a block
+        self.tentative = None
         if text == "end":
             self.stack = self.stack[:1]
             return
@@ -83,11 +87,18 @@ class Editor:
         node = _set_in(parent, text, self.d)
         if indent or self.d.openers.match(text) or (len(self.stack) > 1 and self.d.sub_openers.match(text)):
             self.stack.append((indent, node))
+        else:  # a block only if indented lines follow (a pasted config)
+            self.stack.append((indent, node))
+            self.tentative = node
 
 
 def _negate_in(parent: Node, target: str, d: Dialect) -> None:
-    parent.children = [c for c in parent.children if c.text != target and not c.text.startswith(target + " ")]
-    if f"no {target}" in d.shown_negations:
+    """``no X`` removes X (and ``X …``); when there was nothing to remove it is a setting the device
+    lists as such (``no aaa root``, ``no switchport``, NX-OS ``no shutdown``) and is kept."""
+    kept = [c for c in parent.children if c.text != target and not c.text.startswith(target + " ")]
+    removed = len(kept) != len(parent.children)
+    parent.children = kept
+    if f"no {target}" in d.shown_negations or not removed:
         parent.add(f"no {target}")
 
 

@@ -168,7 +168,8 @@ class Platform:
         return diff_text(self.tree(running), tree, self.syntax)
 
     def delta(self, running: str, target: str) -> list[str]:
-        """Commands that turn ``running`` into ``target`` (empty when they already match)."""
+        """Commands that turn ``running`` into ``target`` (empty when they already match; salts aside)."""
+        running = self.stabilize(running, target)
         have, want = self.tree(running), self.tree(target)
         if self.syntax == "forti":
             return deltas.forti_delta(have, want)
@@ -181,6 +182,7 @@ class Platform:
 
     def same(self, running: str, target: str) -> bool:
         """The two configs have the same content (at every level; order of siblings aside)."""
+        running = self.stabilize(running, target)
         have, want = self.tree(running), self.tree(target)
         return not diff_text(have, want, self.syntax) and not self.delta(running, target)
 
