@@ -120,7 +120,16 @@ def test_every_platform_end_to_end(sims: tuple[Path, Path], tmp_path: Path) -> N
     # errors, configs cut short and dropped sessions are never stored
     for i, name in enumerate(NAMES):
         (state / f"{name}.fault").write_text(["error", "cut", "drop drop"][i % 3])  # a dropped session is retried
-    bad = cli.run_json(str(backup), rc=1)
+    faulty = write_runbook(tmp_path, "faulty", """\
+        name: faulty
+        targets: sims
+        concurrency: 10
+        steps:
+          - name: backup
+            timeout: 3
+            network.backup:
+    """)  # a dropped session is noticed when its read times out
+    bad = cli.run_json(str(faulty), rc=1)
     assert set(statuses(bad, "backup").values()) <= {"failed", "unreachable", "timeout"}, \
         {h: (r["status"], r.get("error")) for (_, h), r in by_step(bad).items() if r["status"] == "ok"}
     listing = json.loads(cli.run("backup", "list", "--json", check_rc=0).stdout)
