@@ -45,6 +45,7 @@ def make_app(broker: str) -> Celery:
         task_ignore_result=True, task_serializer="json", accept_content=["json"], task_default_queue="default",
         task_create_missing_queues=True, worker_hijack_root_logger=False, broker_connection_retry_on_startup=True,
         broker_connection_timeout=5, worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_enable_remote_control=False,  # no pidbox queue: a worker restarted under its name is not refused
     )
 
     @app.task(name=TASK, bind=True)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from opsflow.dispatch import placement
 from opsflow.dispatch.lease import DEFAULT_TTL
-from opsflow.dispatch.sweeper import live_queues
+from opsflow.dispatch.sweeper import close_run, live_queues
 from opsflow.dispatch.unit import NODE, request_to_dict
 from opsflow.errors import OpsflowError, StoreError, UsageError
 from opsflow.executor import Executor, new_run_id
@@ -28,22 +28,24 @@ if TYPE_CHECKING:
     from opsflow.store.sql import SqlStore
 
 log = logging.getLogger("opsflow.dispatch")
-POLL = 0.2
+POLL = 0.1  # the store is read for new results (one indexed query) this often while a dispatched run is followed
 
 
 class BrokerUnreachable(OpsflowError):
     exit_code = 1
 
 
-def dispatch(plan: Plan, store: SqlStore, broker: str, run_id: str | None = None, ttl: float | None = None) -> str:
+def dispatch(plan: Plan, store: SqlStore, broker: str, run_id: str | None = None, ttl: float | None = None,
+             app: Any = None) -> str:
     """Record the run and its units, publish one message per unit; the run id. Warns on stderr-bound log about
     queues that no live worker serves (the run waits for one)."""
-    from opsflow.dispatch.app import make_app
+    if app is None:
+        from opsflow.dispatch.app import make_app
 
+        app = make_app(broker)
     units = placement.units(plan)
     ttl = ttl or float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL)  # until a worker claims with its own
     run_id = run_id or new_run_id()
-    app = make_app(broker)
     record_start(store, plan, run_id, node=f"{NODE}:{','.join(units)}")
     store.create_dispatch(run_id, request_to_dict(plan), plan.loaded.content_hash, units, ttl,
                           plan.request.started_by, placement.needs_step_sync(plan))
@@ -69,21 +71,21 @@ def _safe(url: str) -> str:
     return _redact_url(url)
 
 
-def follow(store: SqlStore, plan: Plan, run_id: str, executor: Executor, broker: str) -> RunResult:
+def follow(store: SqlStore, plan: Plan, run_id: str, executor: Executor, broker: str, app: Any = None) -> RunResult:
     """Poll the store until the run ends: new results to the observer, a cancel of ``executor`` to the workers,
     stale units swept back to their queues (with the workers, this caller finds dead ones too)."""
     from opsflow.dispatch.app import make_app, sweep
 
-    app = make_app(broker)
+    app = app or make_app(broker)
     observer, seen, current = executor.observer, 0, None
     steps = {(ps.index, ps.phase): ps for ps in plan.steps + plan.on_failure}
     observer.run_started(run_id, plan)
     canceled, last_sweep = False, time.monotonic()
     every = float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL) / 2
     while True:
-        record = store.get_run(run_id)
-        rows = store.results(run_id)
-        for row in rows[seen:]:
+        status = store.run_status(run_id)
+        rows = store.results_after(run_id, seen)
+        for row in rows:
             key = (row["step_index"], "main" if row["phase"] == "rollback" else row["phase"])
             if key != current and key in steps:
                 if current is not None:
@@ -92,12 +94,15 @@ def follow(store: SqlStore, plan: Plan, run_id: str, executor: Executor, broker:
                 ps = steps[key]
                 observer.step_started(PlannedStep(ps.index, ps.step, ps.hosts, ps.phase), ps.hosts)
             observer.host_done(_result(row))
-        seen = len(rows)
-        if record is None or record["status"] in {str(s) for s in TERMINAL_RUN}:
+        seen = rows[-1]["id"] if rows else seen
+        if status is None or status in {str(s) for s in TERMINAL_RUN}:
             break
         if executor.cancel.is_set() and not canceled:
             canceled = True
-            store.audit(plan.request.started_by, "cancel", run_id, executor.cancel_reason or "canceled")
+            reason = executor.cancel_reason or "canceled"
+            store.audit(plan.request.started_by, "cancel", run_id, reason)  # workers holding its units stop them
+            if store.cancel_queued(run_id, reason):  # units no worker took yet end here
+                close_run(store, run_id)
         if time.monotonic() - last_sweep > every:
             last_sweep = time.monotonic()
             try:
@@ -141,5 +146,8 @@ def dispatch_and_follow(plan: Plan, store: Any, executor: Executor, broker: str 
                          "file (amqp://… for RabbitMQ, redis://… for Redis)")
     if not hasattr(store, "create_dispatch"):
         raise UsageError("dispatch celery needs the SQL store (OPSFLOW_DB)")
-    run_id = dispatch(plan, store, broker, run_id)
-    return follow(store, plan, run_id, executor, broker)
+    from opsflow.dispatch.app import make_app
+
+    app = make_app(broker)
+    run_id = dispatch(plan, store, broker, run_id, app=app)
+    return follow(store, plan, run_id, executor, broker, app)

@@ -236,6 +236,36 @@ class LeaseStoreMixin:
                     _insert_result(execute, run_id, interrupted(row))
             return self._close_if_last(execute, run_id)
 
+    def cancel_queued(self, run_id: str, reason: str) -> bool | None:
+        """The run is canceled: its units no worker claimed yet end ``canceled`` here (a later delivery finds them
+        done), those held by workers are stopped by them. None when no unit was waiting; else True when the run
+        has no open unit left."""
+        with self.transaction() as execute:
+            cur = execute("UPDATE leases SET state = 'done', token = token + 1, outcome = 'canceled', error = ?, "
+                          "error_kind = 'canceled' WHERE run_id = ? AND state = 'queued'", (reason, run_id))
+            if not cur.rowcount:
+                return None
+            execute("SELECT run_id FROM dispatches WHERE run_id = ?" + self._locking(), (run_id,))
+            return self._close_if_last(execute, run_id)
+
+    # ---- following a dispatched run ------------------------------------------------------
+    def run_status(self, run_id: str) -> str | None:
+        rows = self._exec("SELECT status FROM runs WHERE id = ?", (run_id,))
+        return str(rows[0][0]) if rows else None
+
+    def results_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        """The run's results recorded after result ``after`` (its ``id``), oldest first: what a follower has not
+        seen yet, without reading again what it has."""
+        rows = self._exec(f"SELECT id, {', '.join(_RESULT_COLS)} FROM results WHERE run_id = ? AND id > ? ORDER BY id",
+                          (run_id, after))
+        out = []
+        for row in rows:
+            d = dict(zip(("id", *_RESULT_COLS), row, strict=True))
+            d["data"] = json.loads(d["data"] or "{}")
+            d["changed"] = bool(d["changed"])
+            out.append(d)
+        return out
+
     # ---- workers ----------------------------------------------------------------------------
     def worker_beat(self, name: str, node: str, pid: int, queues: list[str], concurrency: int, ttl: float,
                     started_at: float, running: list[str], state: str = "running") -> None:

@@ -10,6 +10,7 @@
 - the worker AND the dispatching CLI SIGKILLed: after the lease ttl, `opsflow history` / `show` find the run
   `interrupted` (with why), nothing runs its step again by itself, and `opsflow resume --dispatch celery` with a
   new worker completes it (the broker's redelivery of the old unit is dropped by its lost lease);
+- Ctrl-C of a run whose queue no worker serves ends it canceled at once (its units never claimed);
 - Redis delivers a unit again when its visibility timeout passes (here 1 s) while a live worker still runs it:
   the lease drops the second delivery, the step runs once.
 """
@@ -219,3 +220,22 @@ def test_a_redis_redelivery_of_a_unit_a_live_worker_holds_is_dropped(site: Site,
     assert "duplicate delivery dropped" in (tmp_path / "r1.log").read_text()  # the second delivery: no claim
     assert site.lease(site.qa)[2:] == ("done", 1, 1)  # type: ignore[index]  # one claim, one token, never taken over
     assert mark.read_text() == "long\n"  # the step ran once
+
+
+def test_ctrl_c_of_a_run_no_worker_took_ends_it_canceled_at_once(site: Site, tmp_path: Path) -> None:
+    rb = write_runbook(tmp_path, "nobody", f"""\
+        name: nobody
+        targets: srv1
+        queue: {site.qb}
+        steps:
+          - name: never
+            local: ["true"]
+    """)
+    proc = site.run("run", str(rb), "-i", str(site.cli.inventory), "--dispatch", "celery", "-q")
+    wait_for(lambda: site.lease(site.qb), timeout=30, what="the run dispatched")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=10)  # not left waiting for a worker that never comes
+    assert proc.returncode == 1, err
+    assert site.lease(site.qb)[2] == "done"  # type: ignore[index]  # a delivery to a worker started later: dropped
+    (run_id,) = site.query("SELECT id FROM runs")[0]
+    assert run_status(site, run_id) == "canceled"

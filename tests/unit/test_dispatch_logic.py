@@ -147,3 +147,14 @@ def test_a_run_whose_workers_are_all_gone_ends_interrupted_at_the_next_look_at_t
     assert claim_reason(store.leases("r1")[0], time.time()) is None  # type: ignore[attr-defined]  # a redelivery
     assert sweep_store(store) == []  # type: ignore[arg-type]
     store.close()
+
+
+def test_a_canceled_run_s_units_no_worker_took_end_at_once_and_a_late_delivery_is_dropped(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path / "s.db"))
+    store.create_dispatch("r1", {}, "hash", {"a": ["h1"], "b": ["h2"]}, 10.0, "me", False)  # type: ignore[attr-defined]
+    token = store.claim_unit("r1", "a", "w1", 10.0, claim_reason)[0]  # type: ignore[attr-defined]
+    assert store.cancel_queued("r1", "canceled by SIGINT") is False  # type: ignore[attr-defined]  # a is still held
+    assert store.claim_unit("r1", "b", "w2", 10.0, claim_reason) is None  # type: ignore[attr-defined]
+    assert store.cancel_queued("r1", "again") is None  # type: ignore[attr-defined]  # nothing left waiting
+    assert store.finish_unit("r1", "a", token, "canceled", None, "canceled")  # type: ignore[attr-defined]  # the last
+    store.close()
