@@ -6,7 +6,9 @@ acknowledged to its sender is on record exactly once, even if the process is kil
 instant. Rules are evaluated and decisions taken after that commit, off the request path, by one
 decider thread in commit order (``opsflow.events.decide``); a queued remediation is handed to a
 worker only once its decision is recorded. Runs go through ``build_plan`` and ``Executor`` like
-``opsflow run``, in a bounded pool fed by a bounded queue.
+``opsflow run``, in a bounded pool fed by a bounded queue: threads of this process (``opsflow daemon``),
+or threads that each hand their runs to a worker process of their own (``opsflow serve``,
+``Settings.processes``: ``opsflow.events.runner``), so runs never take the interpreter from intake.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from opsflow.events.decide import Decider, Item, Pending
 from opsflow.events.metrics import Metrics
 from opsflow.events.models import Event
 from opsflow.events.rules import HostIndex, Rule, evaluate, rules_of
+from opsflow.events.runner import Cancel, Child
 from opsflow.events.safety import Guard
 from opsflow.executor import Executor, NullObserver, new_run_id
 from opsflow.inventory import load_inventory
@@ -59,6 +62,8 @@ class Settings:
     drain_timeout: float = 60.0
     grace: float = 10.0  # a canceled run's in-flight step is killed after this
     check: bool = False
+    processes: bool = False  # runs in worker processes (opsflow.events.runner), not in this interpreter
+    store_url: str | None = None  # the store the worker processes open (None: the ``db`` setting)
 
 
 def _event_of(row: dict[str, Any]) -> Event:
@@ -91,17 +96,24 @@ class _Watch(NullObserver):
 
     def run_started(self, run_id: str, plan: Plan) -> None:
         self.redactor = Redactor(plan.secrets)
+        self.started(run_id)
+
+    def started(self, run_id: str) -> None:
         try:
             self.daemon._started(self.item, run_id)
         except OpsflowError as exc:  # the run goes on (and is recorded by the executor) whatever happens here
             log.error("run %s: its start was not recorded on action %s: %s", run_id, self.item.action, exc)
 
     def waiting(self, run_id: str, step: PlannedStep, message: str, deadline: float) -> None:
+        self.ask(run_id, step.step.name, message, deadline)
+
+    def ask(self, run_id: str, step: str, message: str, deadline: float) -> None:
+        """Announce that the run waits for approval (``message`` already redacted when no redactor is set)."""
         rule = self.item.match.rule.name
         self.daemon.notices.announce(Kind.APPROVAL_WAITING, f"run {run_id} ({rule} on {self.item.host}) waits for "
                                      "approval", f"{message}\nApprove: opsflow approve {run_id}   Deny: opsflow deny "
                                      f"{run_id}\nNo decision by {time.strftime('%Y-%m-%d %H:%M:%S %z', time.localtime(deadline))} means deny.",
-                                     run_id=run_id, reason=step.step.name, redactor=getattr(self, "redactor", None))
+                                     run_id=run_id, reason=step, redactor=getattr(self, "redactor", None))
 
 
 class Daemon:
@@ -120,6 +132,7 @@ class Daemon:
         self._queue: deque[Item] = deque()
         self._running: dict[str, Item] = {}
         self._workers: list[threading.Thread] = []
+        self._children: list[Child] = []
         self._stopping = False
         self.scheduler: Any = None  # the schedule's scheduler beside intake (opsflow.service), shown in health
         self.write = durable(store)  # a batch's rows, committed and on disk
@@ -186,8 +199,13 @@ class Daemon:
             for item in requeued:
                 self.guard.admit(item.match.rule.name, item.host, item.action, item.queued_at)
                 self._queue.append(item)
+        if self.s.processes:
+            self._children = [Child(f"opsflow-worker-{i}", self.s.store_url, self.s.grace)
+                              for i in range(self.s.workers)]
+            for child in self._children:
+                child.start()
         for i in range(self.s.workers):
-            t = threading.Thread(target=self._work, name=f"opsflow-worker-{i}", daemon=True)
+            t = threading.Thread(target=self._work, args=(i,), name=f"opsflow-worker-{i}", daemon=True)
             t.start()
             self._workers.append(t)
         self._recover()
@@ -283,7 +301,8 @@ class Daemon:
         return [i.action for i in gone]
 
     # ---- workers ---------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, index: int) -> None:
+        child = self._children[index] if self._children else None
         while True:
             with self._lock:
                 while not (self._queue and self._queue[0].ready) and not self._stopping:
@@ -293,7 +312,7 @@ class Daemon:
                 item = self._queue.popleft()
                 self._running[item.action] = item
             try:
-                self._run(item)
+                self._run(item, child)
             except Exception as exc:  # noqa: BLE001 - a worker never dies of one run
                 log.exception("action %s: %s", item.action, exc)
                 try:
@@ -312,17 +331,15 @@ class Daemon:
         self.metrics.inc("opsflow_events_suppressed_total", {"reason": reason})
         self.store.update_action(item.action, outcome="suppressed", reason=reason, detail=detail)
 
-    def _run(self, item: Item) -> None:
-        rule, host = item.match.rule, item.host
+    def _run(self, item: Item, child: Child | None = None) -> None:
+        host = item.host
         holder = self.store.host_lock_holder(host)
         if holder:
             return self._not_started(item, "locked", f"run {holder} holds the lock of {host}")
-        request = RunRequest(runbook=rule.path, params=dict(item.match.params), inventory=self.s.inventory,
-                             limit=host, trigger="event", started_by=f"{item.event.source}:{rule.name}",
-                             check=self.s.check,
-                             override_window=f"emergency rule {rule.name}" if rule.trigger.emergency else None)
+        if child is not None:
+            return self._run_in(child, item)
         try:
-            plan = build_plan(request)
+            plan = build_plan(self._request(item))
         except WindowClosed as exc:  # a maintenance window holds automatic remediation back too
             return self._not_started(item, "blackout", str(exc))
         except OpsflowError as exc:
@@ -330,12 +347,46 @@ class Daemon:
         executor = Executor(self.store, _Watch(self, item), grace=self.s.grace)
         item.executor = executor
         if self._stopping:
-            self.metrics.inc("opsflow_runs_canceled_total", {"reason": "shutdown"})
-            self.store.update_action(item.action, outcome="canceled", reason="shutdown",
-                                     detail="the daemon stopped before this run started")
-            return None
+            return self._shutdown(item)
         result = execute(plan, executor=executor, run_id=new_run_id())
         self._finished(item, result)
+
+    def _run_in(self, child: Child, item: Item) -> None:
+        """``_run`` in the worker's child process: the plan is built and executed there."""
+        if self._stopping:
+            return self._shutdown(item)
+        item.executor = Cancel(child)
+        run_id, watch = new_run_id(), _Watch(self, item)
+        out = child.run(self._request(item), run_id, watch.started, watch.ask)
+        if out.result is not None:
+            return self._finished(item, out.result)
+        if not out.died:
+            return self._not_started(item, out.reason, out.detail)
+        self.store.reap()  # the crash path of a run whose process is gone: abandoned, its locks released
+        record = self.store.get_run(run_id) if item.started else None
+        status = str(record["status"]) if record else "abandoned"
+        log.error("action %s (run %s): %s", item.action, run_id if item.started else "not started", out.detail)
+        if record is None:
+            return self._not_started(item, "invalid", f"not started: {out.detail}")
+        self.store.update_action(item.action, outcome="finished", run_status=status, ended_at=time.time(),
+                                 detail=out.detail)
+        self.metrics.inc("opsflow_runs_finished_total", {"rule": item.match.rule.name, "status": status})
+        self.notices.announce(Kind.RUN_FAILED, f"automatic remediation {item.match.rule.name} on {item.host}: "
+                              f"{status}", f"Run {run_id} started by event {item.event.id} ({item.event.name}): "
+                              f"{out.detail}", run_id=run_id, reason="worker_died")
+        return None
+
+    def _shutdown(self, item: Item) -> None:
+        self.metrics.inc("opsflow_runs_canceled_total", {"reason": "shutdown"})
+        self.store.update_action(item.action, outcome="canceled", reason="shutdown",
+                                 detail="the daemon stopped before this run started")
+
+    def _request(self, item: Item) -> RunRequest:
+        rule = item.match.rule
+        return RunRequest(runbook=rule.path, params=dict(item.match.params), inventory=self.s.inventory,
+                          limit=item.host, trigger="event", started_by=f"{item.event.source}:{rule.name}",
+                          check=self.s.check,
+                          override_window=f"emergency rule {rule.name}" if rule.trigger.emergency else None)
 
     def _started(self, item: Item, run_id: str) -> None:
         now = time.time()
@@ -419,4 +470,6 @@ class Daemon:
                 self.store.release_locks(item.run_id)
                 self.store.update_action(item.action, outcome="finished", run_status="canceled",
                                          ended_at=time.time())
+        for child in self._children:  # idle by now, or killed: no worker process outlives the daemon
+            child.stop(1.0)
         return [i.run_id for i in late if i.run_id]

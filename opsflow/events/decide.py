@@ -33,6 +33,7 @@ from opsflow.store.base import Statement
 
 if TYPE_CHECKING:
     from opsflow.events.daemon import Daemon
+    from opsflow.events.runner import Cancel
     from opsflow.executor import Executor
 
 log = logging.getLogger("opsflow.daemon")
@@ -49,7 +50,7 @@ class Item:
     started: bool = False
     ready: bool = False  # recorded (committed): a worker may take it
     run_id: str = ""
-    executor: Executor | None = None  # set by the worker that runs it
+    executor: Executor | Cancel | None = None  # set by the worker that runs it (Cancel: in a child process)
 
     @property
     def host(self) -> str:

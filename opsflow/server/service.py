@@ -65,7 +65,7 @@ def serve(o: Options, say: Any) -> None:
     store = open_store(o.db)
     settings = Settings(inventory=o.inventory, runbooks=o.runbooks, workers=o.workers, queue_size=o.queue_size,
                         budget_runs=o.budget[0], budget_window=o.budget[1], drain_timeout=o.drain_timeout,
-                        grace=o.grace, check=o.check)
+                        grace=o.grace, check=o.check, processes=True, store_url=o.db)
     notices = from_settings(current())
     core = Daemon(settings, store, notices=notices)
     rules = core.load()
