@@ -1,6 +1,7 @@
 """7. Events: `opsflow serve` intake and event → run start latency, against the floor of HTTP intake.
 
-The service (the real CLI, `opsflow serve`, its own process, default 4 workers and a queue of 100;
+The service (the real CLI, `opsflow serve`, its own process, default 4 workers — each a worker process
+that runs the remediations, so runs do not share intake's interpreter — and a queue of 100;
 the budget raised so that it does not stop the benchmark) loads one runbook from a temporary
 directory: a trigger on `BenchEvent` (any source), `cooldown: 0`, `breaker: 0`, dedup on the
 fingerprint (unique per event), one cheap step (`local: ["true"]`) on the host the event names.
@@ -20,7 +21,8 @@ ratio is what the service's authentication, parsing, durable recording, rules an
   recorded it (`event_actions.start_latency`, read from the store after the queue drained), and how
   many events started a run, with the reasons the others did not. At 1/s the two contenders'
   events alternate every half second in one phase; above, each round is one phase per contender,
-  the order rotating. Controller CPU (user + system of the server process and its children) per
+  the order rotating. Controller CPU (user + system of the server process, its worker processes and
+  their reaped children) per
   event, over the phase and the service's settling after it.
 - **Highest sustained intake with nothing lost**: closed loop (every connection sends its next
   request as soon as the last is acknowledged) for Size.event_capacity_seconds; events/s
@@ -63,13 +65,25 @@ TICK = os.sysconf("SC_CLK_TCK")
 # ---- the servers ------------------------------------------------------------------------
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process and its reaped children (the service's `true` steps)."""
+    """User + system CPU of a process, its live descendants (`opsflow serve`'s worker processes) and the
+    children each has reaped (the runs' `true` steps)."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+    own = sum(int(x) for x in fields[11:15]) / TICK  # utime stime cutime cstime
+    return own + sum(cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
 
 
 def get_json(target: Target, path: str) -> dict[str, Any]:
@@ -445,6 +459,7 @@ def _rate_figures(rate: int, seconds: float, got: dict[str, list[Phase]], hosts:
     b_cpu = [p.cpu / max(1, len(p.acked)) * ms for p in base]
     cpu = Figure(bench=NAME, name=f"{label}: server CPU per event", unit="ms", opsflow=Stats.of(o_cpu, "ms"),
                  baseline_name=BASELINE, baseline=Stats.of(b_cpu, "ms"),
-                 note="CPU-ms (user + system) of the server process and its children per acknowledged event, over "
-                      "the phase and the service's draining after it; opsflow's includes the runs it started")
+                 note="CPU-ms (user + system) of the server process, its worker processes and their children per "
+                      "acknowledged event, over the phase and the service's draining after it; opsflow's includes "
+                      "the runs it started")
     return [ack, start, cpu]
