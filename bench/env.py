@@ -38,6 +38,11 @@ class Size:
     backup_routers: int = 20
     backup_rounds: int = 5
     backup_warmup: int = 1
+    # 8. backups at scale (issues 16, 17): first backup of this many routers (0: none) and of 10 simulated
+    # devices of each of ten platforms × backup_sims plus backup_routers routers (0: none)
+    backup_big: int = 100
+    backup_big_rounds: int = 3
+    backup_sims: int = 10
     # 7. events: offered rates (events/s) and, per rate, seconds per round and rounds per contender
     event_rates: tuple[int, ...] = (1, 100, 1000)
     event_seconds: tuple[float, ...] = (60.0, 5.0, 3.0)
@@ -55,7 +60,7 @@ class Size:
     def routers_for(self, benches: list[str]) -> int:
         """Routers the lab needs for these benchmarks (network and backups)."""
         need = [*(self.routers if "network" in benches else ()),
-                *((self.backup_routers,) if "backups" in benches else ())]
+                *((self.backup_routers, self.backup_big) if "backups" in benches else ())]
         return max((*need, 0))
 
 
@@ -65,7 +70,7 @@ FULL = Size(name="full", step_rounds=30, step_long=21, step_long_rounds=3, fanou
 QUICK = Size(name="quick", step_rounds=3, step_long=4, step_long_rounds=1, fanout=(3,), fanout_rounds=2,
              concurrency=3, ansible_hosts=(1,), ansible_rounds=1, routers=(2,), network_rounds=1,
              store_runs=500, store_rounds=2, cli_rounds=3,
-             backup_routers=2, backup_rounds=1, backup_warmup=0,
+             backup_routers=2, backup_rounds=1, backup_warmup=0, backup_big=3, backup_big_rounds=1, backup_sims=1,
              event_rates=(1, 100, 1000), event_seconds=(2.0, 0.5, 0.3), event_rounds=(1, 1, 1),
              event_capacity_seconds=0.5, event_capacity_rounds=1, event_connections=4, event_hosts=20,
              event_warmup=5)
