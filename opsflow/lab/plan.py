@@ -29,7 +29,7 @@ from opsflow.errors import LabError
 Kind = Literal["server", "router"]
 
 MAX_SERVERS = 220  # .11 .. .230
-MAX_ROUTERS = 20  # .250 down to .231
+MAX_ROUTERS = 120  # .250 down to .131, only as far as the servers leave free
 STATE_VERSION = 1
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,23}")
 # Directories each host overlays: the state dir must not live under one of them.
@@ -127,6 +127,9 @@ def check_shape(servers: int, routers: int) -> None:
         raise LabError(f"--servers must be between 0 and {MAX_SERVERS}, not {servers}")
     if not (0 <= routers <= MAX_ROUTERS):
         raise LabError(f"--routers must be between 0 and {MAX_ROUTERS}, not {routers}")
+    if 10 + servers >= 251 - routers:  # servers count up from .11, routers down from .250
+        raise LabError(f"{servers} servers and {routers} routers do not fit in the lab's /24: at most "
+                       f"{240 - servers} routers with {servers} servers")
     if servers + routers == 0:
         raise LabError("a lab needs at least one host (--servers or --routers)")
 
