@@ -61,7 +61,9 @@ class Size:
         """Routers the lab needs for these benchmarks (network and backups)."""
         need = [*(self.routers if "network" in benches else ()),
                 *((self.backup_routers, self.backup_big) if "backups" in benches else ())]
-        return max((*need, 0))
+        # the lab's /24 holds servers + routers ≤ 240: with the server benchmarks the 100-router size is left out
+        servers = self.servers_needed if {"step", "fanout", "dispatch", "ansible"} & set(benches) else 0
+        return min(max((*need, 0)), 240 - servers)
 
 
 FULL = Size(name="full", step_rounds=30, step_long=21, step_long_rounds=3, fanout=(10, 50, 200), fanout_rounds=5,
