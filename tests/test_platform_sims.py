@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from opsflow.backup.repo import ConfigRepo
 from opsflow.platforms import get
 from tests.helpers import ROOT, Cli, by_step, free_port, wait_for, write_runbook
 
@@ -67,7 +68,8 @@ def sims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]
         wait_for(lambda: (state / "ready").exists() or proc.poll() is not None, 20, "the simulator to listen")
         assert proc.poll() is None, (base / "simulator.log").read_text()
         hosts = {d["name"]: {"ansible_host": "127.0.0.1", "ansible_port": d["port"], "platform": d["platform"],
-                             "show_cmd": SIMS[d["platform"]][1]} for d in devices}
+                             "show_cmd": SIMS[str(d["platform"])][1], "change": SIMS[str(d["platform"])][2]}
+                 for d in devices}
         inv = {"all": {"vars": {"ansible_user": "admin", "ansible_ssh_private_key_file": str(base / "id_ed25519"),
                                 "opsflow_known_hosts": str(state / "known_hosts")},
                        "children": {"sims": {"hosts": hosts}}}}
@@ -88,7 +90,8 @@ def test_every_platform_end_to_end(sims: tuple[Path, Path], tmp_path: Path) -> N
     cli = Cli(home=tmp_path / "home", inventory=inventory)
     all_ok = {name: "ok" for name in NAMES}
 
-    # network.command: a show command of each platform; an unknown command is an error on every one
+    # one run: a show command of each platform; the first backup (a version each); an unknown command is an
+    # error on every one
     cmd = write_runbook(tmp_path, "cmd", """\
         name: cmd
         targets: sims
@@ -96,15 +99,18 @@ def test_every_platform_end_to_end(sims: tuple[Path, Path], tmp_path: Path) -> N
         steps:
           - name: show
             network.command: ["{{ show_cmd }}"]
+          - name: backup
+            network.backup:
           - name: bogus
             network.command: ["bogus-command now"]
     """)
     run = cli.run_json(str(cmd), rc=1)
     assert statuses(run, "show") == all_ok
     assert all(r["stdout"].strip() for (s, _), r in by_step(run).items() if s == "show")
+    assert statuses(run, "backup") == {name: "changed" for name in NAMES}
     assert statuses(run, "bogus") == {name: "failed" for name in NAMES}
 
-    # network.backup: first versions; again, though every volatile line moved: no new version
+    # network.backup again, though every volatile line moved: no new version
     backup = write_runbook(tmp_path, "backup", """\
         name: backup
         targets: sims
@@ -113,7 +119,6 @@ def test_every_platform_end_to_end(sims: tuple[Path, Path], tmp_path: Path) -> N
           - name: backup
             network.backup:
     """)
-    assert statuses(cli.run_json(str(backup)), "backup") == {name: "changed" for name in NAMES}
     time.sleep(1.05)  # clocks in the banners move on
     assert statuses(cli.run_json(str(backup)), "backup") == all_ok
 
@@ -135,20 +140,26 @@ def test_every_platform_end_to_end(sims: tuple[Path, Path], tmp_path: Path) -> N
     listing = json.loads(cli.run("backup", "list", "--json", check_rc=0).stdout)
     assert {r["name"]: r.get("versions", 1) for r in listing} == dict.fromkeys(NAMES, 1), listing
 
-    # network.config: --check previews the nested change, changes nothing; then it is applied with a diff
-    steps = "".join(f"""
-          - name: change {name}
-            hosts: {name}
-            network.config: {json.dumps(SIMS[platform][2])}""" for name, platform in NAMES.items())
-    config = write_runbook(tmp_path, "config", f"name: config\ntargets: sims\nsteps:{steps}\n")
+    # network.config, one step for every platform (each host's lines from the inventory; a line rendered
+    # empty is not sent): --check previews the nested change, changes nothing; then it is applied with a diff
+    width = max(len(lines) for _n, _c, lines, _a in SIMS.values())
+    lines = json.dumps([f"{{{{ change[{i}] | default('') }}}}" for i in range(width)])
+    config = write_runbook(tmp_path, "config", f"""\
+        name: config
+        targets: sims
+        concurrency: 10
+        steps:
+          - name: change
+            network.config: {lines}
+    """)
     before = {name: (state / f"{name}.cfg").read_text() for name in NAMES}
     dry = by_step(cli.run_json(str(config), "--check"))
     for name, platform in NAMES.items():
-        assert SIMS[platform][3] in dry[(f"change {name}", name)]["data"]["diff"], (name, dry[(f"change {name}", name)])
+        assert SIMS[platform][3] in dry[("change", name)]["data"]["diff"], (name, dry[("change", name)])
         assert (state / f"{name}.cfg").read_text() == before[name]
     done = by_step(cli.run_json(str(config)))
     for name, platform in NAMES.items():
-        r = done[(f"change {name}", name)]
+        r = done[("change", name)]
         assert r["status"] == "changed" and SIMS[platform][3] in r["data"]["diff"], (name, r)
         assert SIMS[platform][3] in (state / f"{name}.cfg").read_text()
 
@@ -178,10 +189,12 @@ def test_every_platform_end_to_end(sims: tuple[Path, Path], tmp_path: Path) -> N
 
     # network.restore: each platform's mechanism brings the simulator's state back to the version
     restored = by_step(cli.run_json(str(restore)))
+    repo = ConfigRepo(cli.home / "backups" / "network")
     for name, platform in NAMES.items():
         r = restored[("restore", name)]
         assert r["status"] == "changed", (name, r)
         p = get(platform)
-        version = cli.run("backup", "show", name, "~1", check_rc=0).stdout
+        version = repo.read(repo.resolve(name, "~1"))
         assert p.same((state / f"{name}.cfg").read_text(), version), name  # salted secrets aside
+    assert cli.run("backup", "show", "ios1", "~1", check_rc=0).stdout == repo.read(repo.resolve("ios1", "~1"))
     assert statuses(cli.run_json(str(restore), "--check"), "restore") == all_ok

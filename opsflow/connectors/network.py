@@ -1,26 +1,25 @@
-"""Network devices through Nornir + Netmiko: show commands, configuration with diffs, device checks.
+"""Network devices through Netmiko: show commands, configuration with diffs, device checks, backups.
 
-One Nornir object per run keeps each device's Netmiko session open across steps.
-Host keys are checked against the inventory's known_hosts (Netmiko's default would accept any).
+Hosts run in parallel (up to the run's concurrency); each device's session is opened once per run and
+reused by every step (``netsession``). Host keys are checked against the inventory's known_hosts.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
 from typing import Any
 
 from opsflow.checks import CheckOutcome, outcome, text_assertions
 from opsflow.connectors.base import Emit, HostTask, RunContext
 from opsflow.connectors.devconfig import ConfigRejected, apply_config
+from opsflow.connectors.netsession import SessionClosed, sessions
 from opsflow.connectors.ssh import host_key_message, host_key_problem
 from opsflow.netconfig import candidate_diff, config_diff
 from opsflow.platforms import Platform, UnknownPlatform, get
 from opsflow.results import ErrorKind, HostStatus, StepResult, bound
 
 _CLI_ERROR = re.compile(r"^%\s*(Unknown command|Invalid input|Ambiguous command|Incomplete command)", re.M)
-_lock = threading.Lock()
 
 
 def platform_of(ht: HostTask) -> Platform:
@@ -35,6 +34,14 @@ def cli_error(ht: HostTask, output: str) -> bool:
     except UnknownPlatform:
         return bool(_CLI_ERROR.search(output))
     return bool(_CLI_ERROR.search(output)) if p.name == "frr" else p.error(output) is not None
+
+
+def _split_prompt(output: str, base_prompt: str) -> tuple[str, str]:
+    """A command's output and the prompt that ends it (as Netmiko's ``strip_prompt`` finds it)."""
+    head, _, last = output.rpartition("\n")
+    if base_prompt and base_prompt in last:
+        return head, last.strip()
+    return output, ""
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -52,6 +59,8 @@ def _classify(exc: BaseException) -> tuple[HostStatus, str, str]:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else name
     chain = _chain(exc)
+    if any(isinstance(e, SessionClosed) for e in chain):
+        return HostStatus.UNREACHABLE, ErrorKind.CONNECTION_LOST, text
     if any(type(e).__name__ == "BadHostKeyException" or host_key_problem(str(e)) for e in chain):
         return HostStatus.FAILED, ErrorKind.HOST_KEY, "\n".join(f"{type(e).__name__}: {e}" for e in chain)
     if len(lines) > 1 and lines[0].endswith(":"):
@@ -66,80 +75,36 @@ def _classify(exc: BaseException) -> tuple[HostStatus, str, str]:
     return HostStatus.FAILED, name, text
 
 
-def _nornir(ctx: RunContext) -> Any:
-    """The run's Nornir object (built once; its sessions are closed when the run ends)."""
-    with _lock:
-        if "nornir" in ctx.shared:
-            return ctx.shared["nornir"]
-        from nornir.core import Nornir
-        from nornir.core.inventory import ConnectionOptions, Defaults, Groups, Hosts, Inventory
-        from nornir.core.inventory import Host as NHost
-        from nornir.core.plugins.connections import ConnectionPluginRegister
-        from nornir.plugins.runners import ThreadedRunner
-        from nornir_netmiko.connections import Netmiko
-
-        if "netmiko" not in ConnectionPluginRegister.available:
-            ConnectionPluginRegister.register("netmiko", Netmiko)
-        hosts = Hosts()
-        for h in ctx.inventory.hosts.values():
-            if h.kind != "device":
-                continue
-            extras: dict[str, Any] = {
-                "ssh_strict": True, "system_host_keys": h.known_hosts is None, "alt_host_keys": bool(h.known_hosts),
-                "alt_key_file": h.known_hosts or "", "allow_agent": False, "conn_timeout": 10,
-                "auth_timeout": 10, "banner_timeout": 10, "fast_cli": True,
-            }
-            if h.key_file:
-                extras.update(use_keys=True, key_file=h.key_file)
-            if h.vars.get("enable_secret"):
-                extras["secret"] = str(h.vars["enable_secret"])
-            hosts[h.name] = NHost(name=h.name, hostname=h.address, port=h.port, username=h.user,
-                                  password=h.password, platform=h.device_type,
-                                  connection_options={"netmiko": ConnectionOptions(extras=extras)})
-        nr = Nornir(inventory=Inventory(hosts=hosts, groups=Groups(), defaults=Defaults()),
-                    runner=ThreadedRunner(num_workers=ctx.concurrency))
-        nr.config.ssh.config_file = "/dev/null"  # the inventory says how to connect, not ~/.ssh/config
-        ctx.shared["nornir"] = nr
-        ctx.on_close(nr.close_connections)
-        return nr
-
-
 class NetworkConnector:
     def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None:
-        nr = _nornir(ctx)
-        by_host = {t.host.name: t for t in tasks}
-        results: dict[str, StepResult] = {}
+        from concurrent.futures import ThreadPoolExecutor
 
-        def nornir_task(task: Any) -> Any:
-            from nornir.core.task import Result
+        live = sessions(ctx)
 
-            ht = by_host[task.host.name]
+        def one(ht: HostTask) -> None:
             started = time.time()
             try:
-                result = self._attempt(task, ht, ctx)
+                result = self._attempt(live.get(ht.host), ht, ctx)
             except Exception as exc:  # noqa: BLE001 - classified into a host status
-                if task.host.connections.get("netmiko") is not None:
-                    # a stale session (device restarted, link bounced): reconnect once
+                if live.has(ht.host.name):
+                    # a stale or dropped session (device restarted, link bounced): reconnect once
+                    live.drop(ht.host.name)
                     try:
-                        task.host.close_connection("netmiko")
-                    except Exception:  # noqa: BLE001,S110
-                        pass
-                    try:
-                        result = self._attempt(task, ht, ctx)
+                        result = self._attempt(live.get(ht.host), ht, ctx)
                     except Exception as exc2:  # noqa: BLE001
+                        live.drop(ht.host.name)  # its state is unknown: never reused
                         result = self._failure(ht, exc2, ctx)
                 else:
                     result = self._failure(ht, exc, ctx)
             result.started_at, result.ended_at = started, time.time()
-            results[ht.host.name] = result
             emit(result)
-            return Result(host=task.host, result=None)
 
-        nr.filter(filter_func=lambda h: h.name in by_host).run(task=nornir_task, name="opsflow",
-                                                               on_failed=True)
-        for name, ht in by_host.items():  # a host Nornir never ran (should not happen) is not lost
-            if name not in results:
-                emit(ht.result(HostStatus.FAILED, error_class=ErrorKind.NOT_RUN, error="the network runner skipped it"))
+        if len(tasks) == 1:
+            one(tasks[0])
+            return
+        with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(tasks))),
+                                thread_name_prefix="opsflow-net") as pool:
+            list(pool.map(one, tasks))
 
     def _failure(self, ht: HostTask, exc: BaseException, ctx: RunContext) -> StepResult:
         status, cls, text = _classify(exc)
@@ -148,13 +113,18 @@ class NetworkConnector:
                              stderr=ctx.redactor.text(text))
         return ht.result(status, error_class=str(cls), error=ctx.redactor.text(text))
 
-    def _attempt(self, task: Any, ht: HostTask, ctx: RunContext) -> StepResult:
-        conn = task.host.get_connection("netmiko", task.nornir.config)
+    def _attempt(self, conn: Any, ht: HostTask, ctx: RunContext) -> StepResult:
         red = ctx.redactor
         timeout = ht.timeout or 60
         if ht.action == "network.command":
-            outputs = {cmd: conn.send_command(cmd, read_timeout=timeout) for cmd in ht.spec.commands}
-            text = "\n".join(f"{conn.find_prompt()} {c}\n{o}" for c, o in outputs.items())
+            outputs: dict[str, str] = {}
+            shown = []
+            for cmd in ht.spec.commands:  # the prompt as the device printed it (no extra round trip to find it)
+                out, prompt = _split_prompt(str(conn.send_command(cmd, read_timeout=timeout, strip_prompt=False)),
+                                            str(conn.base_prompt))
+                outputs[cmd] = out
+                shown.append(f"{prompt or conn.base_prompt} {cmd}\n{out}")
+            text = "\n".join(shown)
             bad = [c for c, o in outputs.items() if cli_error(ht, o)]
             return ht.result(HostStatus.FAILED if bad else HostStatus.OK, stdout=bound(red.text(text)),
                              data={"outputs": red.value(outputs)},
@@ -176,12 +146,15 @@ class NetworkConnector:
     def _config(self, conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepResult:
         red = ctx.redactor
         p = platform_of(ht)
+        lines = [line for line in ht.spec.lines if line.strip()]  # a line a template rendered empty is not sent
+        if not lines:
+            return ht.result(HostStatus.OK, stdout="no lines to send", data={"diff": "", "check_mode": ht.check})
         before = conn.send_command(p.show_config, read_timeout=timeout)
         if ht.check:
-            diff = candidate_diff(before, ht.spec.lines, p.name)
+            diff = candidate_diff(before, lines, p.name)
             return ht.result(HostStatus.OK, changed=bool(diff), stdout=red.text(diff),
                              data={"diff": red.text(diff), "check_mode": True})
-        out = apply_config(conn, ht.spec.lines, timeout, p)
+        out = apply_config(conn, lines, timeout, p)
         if isinstance(out, ConfigRejected):
             return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, error=red.text(out.reason),
                              stdout=bound(red.text(out.output)))
