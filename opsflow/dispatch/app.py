@@ -90,11 +90,11 @@ class WorkerContext:
     ttl: float = DEFAULT_TTL
     app: Celery | None = None
     started_at: float = field(default_factory=time.time)
-    held: dict[tuple[str, str], tuple[Unit, Executor]] = field(default_factory=dict)
+    held: dict[tuple[str, str], tuple[Unit, Executor | None]] = field(default_factory=dict)  # None: planning
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def hold(self, unit: Unit, executor: Executor) -> None:
+    def hold(self, unit: Unit, executor: Executor | None) -> None:
         with self.lock:
             self.held[(unit.run_id, unit.queue)] = (unit, executor)
         self.beat_once()
@@ -114,8 +114,9 @@ class WorkerContext:
                 unit.fenced = True
                 log.warning("run %s queue %s: lease lost (presumed dead and taken over): stopping", unit.run_id,
                             unit.queue)
-                executor.request_cancel("lease lost: another worker took this unit over", hard=True)
-            elif not executor.cancel.is_set():
+                if executor is not None:
+                    executor.request_cancel("lease lost: another worker took this unit over", hard=True)
+            elif executor is not None and not executor.cancel.is_set():
                 asked = self.store.audit_entries("cancel", target=unit.run_id, limit=1)
                 if asked:
                     executor.request_cancel(f"canceled by {asked[0]['actor']}")

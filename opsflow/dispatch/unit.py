@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -195,7 +196,7 @@ def _failed_hosts(rows: list[dict[str, Any]]) -> set[str]:
 def run_unit(store: SqlStore, run_id: str, queue: str, worker: str, ttl: float,
              hold: Any = None, release: Any = None) -> str:
     """Claim and run one unit; what happened, for the worker's log. ``hold``/``release``: the worker's heartbeat
-    renews the lease of a held unit and brings it cancellation."""
+    renews the lease of a held unit — from its claim on, planning included — and brings it cancellation."""
     dispatched = store.dispatched(run_id)
     if dispatched is None:
         return f"run {run_id}: not in store {store.url}: dropped (the worker and the dispatcher must share OPSFLOW_DB)"
@@ -205,27 +206,36 @@ def run_unit(store: SqlStore, run_id: str, queue: str, worker: str, ttl: float,
     token, why, left = claim
     leases = store.leases(run_id)
     unit = Unit(run_id, queue, token, why, left, dispatched["step_sync"], len(leases))
-    try:
-        plan = build_plan(request_from_dict(dispatched["request"]))
-        if plan.loaded.content_hash != dispatched["runbook_hash"]:
-            raise UsageError(f"runbook {plan.loaded.path} on worker {worker} differs from the one dispatched: "
-                             "deploy the same project to every worker")
-    except OpsflowError as exc:
-        error = f"worker {worker}: {type(exc).__name__}: {exc}"
-        if store.finish_unit(run_id, queue, token, str(RunStatus.FAILED), error, str(RunError.INVALID)):
-            close_run(store, run_id)
-        return f"run {run_id} queue {queue}: not run: {error}"
-    executor = UnitExecutor(store, unit)
     if hold is not None:
-        hold(unit, executor)
+        hold(unit, None)  # planning a large inventory on a loaded machine may outlast the lease ttl
     try:
-        result = executor.execute(plan, run_id)
-    except Fenced as exc:
-        return f"run {run_id} queue {queue}: stopped, {exc}"
+        try:
+            with _PLANNING:
+                plan = build_plan(request_from_dict(dispatched["request"]))
+            if plan.loaded.content_hash != dispatched["runbook_hash"]:
+                raise UsageError(f"runbook {plan.loaded.path} on worker {worker} differs from the one dispatched: "
+                                 "deploy the same project to every worker")
+        except OpsflowError as exc:
+            error = f"worker {worker}: {type(exc).__name__}: {exc}"
+            if store.finish_unit(run_id, queue, token, str(RunStatus.FAILED), error, str(RunError.INVALID)):
+                close_run(store, run_id)
+            return f"run {run_id} queue {queue}: not run: {error}"
+        executor = UnitExecutor(store, unit)
+        if hold is not None:
+            hold(unit, executor)
+        try:
+            result = executor.execute(plan, run_id)
+        except Fenced as exc:
+            return f"run {run_id} queue {queue}: stopped, {exc}"
     finally:
         if release is not None:
             release(unit)
     return f"run {run_id} queue {queue} ({why}, token {token}): {result.status} on {len(unit_hosts(leases, queue))} host(s)"
+
+
+# one plan at a time in a worker: inventories resolve through Ansible's InventoryManager, whose plugin loading
+# is not safe in two threads at once (a half-loaded plugin module); planning holds the GIL anyway
+_PLANNING = threading.Lock()
 
 
 def unit_hosts(leases: list[Any], queue: str) -> list[str]:
