@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -124,8 +125,18 @@ def _forget_found_files() -> None:
             table.clear()
 
 
+# Ansible's plugin loading and its module-level caches are not safe in two threads at once (a half-loaded
+# plugin module): one resolution at a time in a process (the service's API threads, a worker's units)
+_RESOLVING = threading.Lock()
+
+
 def resolve(sources: list[str]) -> dict[str, Any]:
     """Parse ``sources`` with Ansible's InventoryManager and VariableManager → plain data."""
+    with _RESOLVING:
+        return _resolve(sources)
+
+
+def _resolve(sources: list[str]) -> dict[str, Any]:
     warnings: list[str] = []
     parsed: dict[str, str] = {}  # source → plugin that parsed it
     failures: dict[str, list[str]] = {}
