@@ -164,27 +164,32 @@ def sim_platforms() -> list[str]:
     return sorted(p.stem for p in SIM_DATA.glob("*.txt") if p.stem != "frr")
 
 
-def start_sims(env: BenchEnv, per_platform: int) -> tuple[Path, list[dict[str, Any]], Any]:
+def start_sims(env: BenchEnv, per_platform: int, tries: int = 3) -> tuple[Path, list[dict[str, Any]], Any]:
     """The lab's device simulator with per_platform devices of each platform (the lab's client key
-    accepted); returns (state dir, devices, the process)."""
+    accepted); returns (state dir, devices, the process). A port taken meanwhile: again on new ports."""
     from tests.helpers import free_port
 
-    base = env.tmpdir("sims-")
-    devices = [{"name": f"{p.split('_')[-1]}{i}", "platform": p, "port": free_port(),
-                "config": str(SIM_DATA / f"{p}.txt")} for p in sim_platforms() for i in range(1, per_platform + 1)]
-    spec = {"authorized_keys": f"{env.private_key}.pub", "listen": "127.0.0.1", "devices": devices}
-    (base / "devices.yaml").write_text(yaml.safe_dump(spec))
-    state = base / "state"
-    log = (base / "simulator.log").open("w")
-    proc = subprocess.Popen([env.python, "-W", "ignore", "-m", "opsflow.lab.simulator", str(base / "devices.yaml"),
-                             str(state)], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env.env())
-    deadline = time.time() + 60
-    while not (state / "ready").exists():
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            raise RuntimeError(f"the device simulator did not start: {(base / 'simulator.log').read_text()[-500:]}")
-        time.sleep(0.1)
-    return state, devices, proc
+    for attempt in range(tries):
+        base = env.tmpdir("sims-")
+        devices = [{"name": f"{p.split('_')[-1]}{i}", "platform": p, "port": free_port(),
+                    "config": str(SIM_DATA / f"{p}.txt")} for p in sim_platforms() for i in range(1, per_platform + 1)]
+        spec = {"authorized_keys": f"{env.private_key}.pub", "listen": "127.0.0.1", "devices": devices}
+        (base / "devices.yaml").write_text(yaml.safe_dump(spec))
+        state = base / "state"
+        with (base / "simulator.log").open("w") as log:
+            proc = subprocess.Popen([env.python, "-W", "ignore", "-m", "opsflow.lab.simulator",
+                                     str(base / "devices.yaml"), str(state)], stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=ROOT, env=env.env())
+        deadline = time.time() + 60
+        while not (state / "ready").exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        if (state / "ready").exists() and proc.poll() is None:
+            return state, devices, proc
+        proc.kill()
+        proc.wait(10)
+        env.say(f"  the device simulator did not start (attempt {attempt + 1}): "
+                f"{(base / 'simulator.log').read_text()[-300:]}")
+    raise RuntimeError("the device simulator did not start")
 
 
 def mixed_inventory(env: BenchEnv, state: Path, devices: list[dict[str, Any]], routers: int) -> Path:
