@@ -73,8 +73,7 @@ class Child:
         mine, theirs = socket.socketpair()
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "opsflow.events.runner", str(theirs.fileno())],
-                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-                                         start_new_session=False)
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             theirs.close()
         self.conn = Connection(mine.detach())
@@ -201,7 +200,10 @@ def _child(conn: Connection) -> None:
     """The worker process: runs one request at a time through ``opsflow.api.execute``."""
     import signal
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the daemon drains, not us
+    # sent to the whole group (Ctrl-C, a service manager): the daemon drains, cancels our run and stops us.
+    # A handler, not SIG_IGN, which the steps' processes would inherit through exec.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda _signum, _frame: None)
     _, store_url, grace, level = conn.recv()
     logging.basicConfig(level=level, format=f"%(asctime)s %(levelname)s %(name)s[worker {os.getpid()}]: %(message)s")
     from opsflow.api import execute
