@@ -1,9 +1,10 @@
 """One Netmiko session per device per run: opened on a device's first step, reused by every later
 step of the run, closed when the run ends (as the SSH connector's multiplexed connections are).
 
-Netmiko is driven directly (no Nornir: the executor already runs hosts in parallel), with host keys
-checked against the inventory's known_hosts (Netmiko's default would accept any). Two things Netmiko
-leaves slow or blind are fixed per session, for real devices and the lab's simulator alike:
+Nornir runs a step's devices in parallel and keeps their connections (its connection plugin below:
+nornir-netmiko's, with host keys checked against the inventory's known_hosts — Netmiko's default would
+accept any). Two things Netmiko leaves slow or blind are fixed per session, for real devices and the
+lab's simulator alike:
 
 - a session the device closed is noticed at the next read (Netmiko would poll an empty channel until
   the step's timeout): ``SessionClosed``;
@@ -88,58 +89,86 @@ def _panos_prompt_check(conn: Any) -> None:
     conn.check_config_mode = check_config_mode
 
 
-def connect(h: Host) -> Any:
-    conn = netmiko().ConnectHandler(**params(h))
+def connect(parameters: dict[str, Any]) -> Any:
+    conn = netmiko().ConnectHandler(**parameters)
     _notice_close(conn)
-    if str(h.device_type).startswith("paloalto_panos"):
+    if str(parameters.get("device_type", "")).startswith("paloalto_panos"):
         _panos_prompt_check(conn)
     return conn
 
 
-class Sessions:
-    """The run's open sessions, by host name."""
+CONNECTION = "opsflow-netmiko"
 
-    def __init__(self) -> None:
-        self._open: dict[str, Any] = {}
-        self._lock = threading.Lock()
 
-    def get(self, h: Host) -> Any:
-        conn = self._open.get(h.name)
-        if conn is None:
-            conn = connect(h)  # hosts connect in parallel; one host is only ever in one thread
-            with self._lock:
-                self._open[h.name] = conn
-        return conn
+class OpsflowNetmiko:
+    """Nornir's connection plugin for opsflow's devices: nornir-netmiko's, with the inventory's
+    ``ConnectHandler`` arguments whole in ``extras`` (host keys, timeouts) and the two fixes above."""
 
-    def has(self, name: str) -> bool:
-        return name in self._open
-
-    def drop(self, name: str) -> None:
-        with self._lock:
-            conn = self._open.pop(name, None)
-        if conn is not None:
-            try:
-                conn.disconnect()
-            except Exception:  # noqa: BLE001,S110 - a session already dead
-                pass
+    def open(self, hostname: str | None, username: str | None, password: str | None, port: int | None,
+             platform: str | None, extras: dict[str, Any] | None = None, configuration: Any = None) -> None:
+        self.connection = connect(dict(extras or {}))
 
     def close(self) -> None:
-        names = list(self._open)
-        if len(names) < 2:
-            for name in names:
-                self.drop(name)
-            return
-        from concurrent.futures import ThreadPoolExecutor
+        self.connection.disconnect()
 
-        with ThreadPoolExecutor(max_workers=min(20, len(names)), thread_name_prefix="opsflow-net-close") as pool:
-            list(pool.map(self.drop, names))  # each logout waits for its device's answer
+
+class Sessions:
+    """The run's Nornir (its threaded runner runs a step's devices in parallel; its connections, one per
+    device, stay open across the run's steps and are closed when the run ends)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        from nornir.core import Nornir
+        from nornir.core.inventory import ConnectionOptions, Defaults, Groups, Hosts, Inventory
+        from nornir.core.inventory import Host as NHost
+        from nornir.core.plugins.connections import ConnectionPluginRegister
+        from nornir.plugins.runners import ThreadedRunner
+
+        if CONNECTION not in ConnectionPluginRegister.available:
+            ConnectionPluginRegister.register(CONNECTION, OpsflowNetmiko)
+        hosts = Hosts()
+        for h in ctx.inventory.hosts.values():
+            if h.kind != "device":
+                continue
+            hosts[h.name] = NHost(name=h.name, hostname=h.address, port=h.port, username=h.user,
+                                  password=h.password, platform=h.device_type,
+                                  connection_options={CONNECTION: ConnectionOptions(extras=params(h))})
+        self.nornir = Nornir(inventory=Inventory(hosts=hosts, groups=Groups(), defaults=Defaults()),
+                             runner=ThreadedRunner(num_workers=max(1, ctx.concurrency)))
+        self.nornir.config.ssh.config_file = "/dev/null"  # the inventory says how to connect, not ~/.ssh/config
+
+    def run(self, names: set[str], work: Callable[[Any], None]) -> None:
+        """``work(nornir_host)`` for each named device, in parallel on Nornir's runner."""
+        from nornir.core.task import Result
+
+        def task(t: Any) -> Any:
+            work(t.host)
+            return Result(host=t.host, result=None)
+
+        self.nornir.filter(filter_func=lambda h: h.name in names).run(task=task, name="opsflow", on_failed=True)
+
+    def get(self, host: Any) -> Any:
+        return host.get_connection(CONNECTION, self.nornir.config)
+
+    @staticmethod
+    def has(host: Any) -> bool:
+        return CONNECTION in host.connections
+
+    @staticmethod
+    def drop(host: Any) -> None:
+        try:
+            host.close_connection(CONNECTION)
+        except Exception:  # noqa: BLE001,S110 - a session already dead
+            host.connections.pop(CONNECTION, None)
+
+    def close(self) -> None:
+        self.nornir.close_connections(on_good=True, on_failed=True)  # in parallel: each logout waits for its device
 
 
 def sessions(ctx: RunContext) -> Sessions:
     """The run's sessions (created on first use; closed when the run ends)."""
     with ctx._lock:  # noqa: SLF001 - the context's own lock guards its shared dict
-        found = ctx.shared.get("netmiko")
+        found = ctx.shared.get("nornir")
         if found is None:
-            found = ctx.shared["netmiko"] = Sessions()
+            found = ctx.shared["nornir"] = Sessions(ctx)
             ctx.on_close(found.close)
         return found

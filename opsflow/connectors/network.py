@@ -1,7 +1,7 @@
-"""Network devices through Netmiko: show commands, configuration with diffs, device checks, backups.
+"""Network devices through Nornir + Netmiko: show commands, configuration with diffs, device checks, backups.
 
-Hosts run in parallel (up to the run's concurrency); each device's session is opened once per run and
-reused by every step (``netsession``). Host keys are checked against the inventory's known_hosts.
+Nornir runs a step's devices in parallel (up to the run's concurrency); each device's Netmiko session is
+opened once per run and reused by every step (``netsession``). Host keys are checked against the inventory's known_hosts.
 """
 
 from __future__ import annotations
@@ -77,34 +77,35 @@ def _classify(exc: BaseException) -> tuple[HostStatus, str, str]:
 
 class NetworkConnector:
     def run(self, tasks: list[HostTask], ctx: RunContext, emit: Emit) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-
         live = sessions(ctx)
+        by_host = {t.host.name: t for t in tasks}
+        done: set[str] = set()
 
-        def one(ht: HostTask) -> None:
+        def one(host: Any) -> None:
+            ht = by_host[host.name]
             started = time.time()
             try:
-                result = self._attempt(live.get(ht.host), ht, ctx)
+                result = self._attempt(live.get(host), ht, ctx)
             except Exception as exc:  # noqa: BLE001 - classified into a host status
-                if live.has(ht.host.name):
+                if live.has(host):
                     # a stale or dropped session (device restarted, link bounced): reconnect once
-                    live.drop(ht.host.name)
+                    live.drop(host)
                     try:
-                        result = self._attempt(live.get(ht.host), ht, ctx)
+                        result = self._attempt(live.get(host), ht, ctx)
                     except Exception as exc2:  # noqa: BLE001
-                        live.drop(ht.host.name)  # its state is unknown: never reused
+                        live.drop(host)  # its state is unknown: never reused
                         result = self._failure(ht, exc2, ctx)
                 else:
                     result = self._failure(ht, exc, ctx)
             result.started_at, result.ended_at = started, time.time()
+            done.add(host.name)
             emit(result)
 
-        if len(tasks) == 1:
-            one(tasks[0])
-            return
-        with ThreadPoolExecutor(max_workers=max(1, min(ctx.concurrency, len(tasks))),
-                                thread_name_prefix="opsflow-net") as pool:
-            list(pool.map(one, tasks))
+        live.run(set(by_host), one)
+        for name, ht in by_host.items():  # a device Nornir did not run (not in its inventory) is not lost
+            if name not in done:
+                emit(ht.result(HostStatus.FAILED, error_class=ErrorKind.COMMAND_FAILED,
+                               error=f"{name} is not a network device of the inventory"))
 
     def _failure(self, ht: HostTask, exc: BaseException, ctx: RunContext) -> StepResult:
         status, cls, text = _classify(exc)
