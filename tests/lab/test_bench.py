@@ -14,7 +14,7 @@ from tests.helpers import ROOT
 
 pytestmark = pytest.mark.lab
 
-BENCHES = {"step", "fanout", "ansible", "network", "store", "cli", "events", "backups", "schedule", "reports"}
+BENCHES = {"step", "fanout", "ansible", "network", "store", "cli", "events", "backups", "schedule", "reports", "dispatch"}
 
 
 def _lab_unavailable() -> str | None:
