@@ -53,10 +53,10 @@ def test_owners_are_told_and_the_approval_escalates(tmp_path: Path, monkeypatch:
               - name: go ahead?
                 approve:
                   message: "restart the app (token {{ token }})?"
-                  timeout: 30
+                  timeout: 300
                   escalate:
                     - {after: 2s, to: [ops-lead]}
-                    - {after: 6s, to: [ops-boss]}
+                    - {after: 120s, to: [ops-boss]}  # far enough that a slow approve (a loaded machine) comes first
               - name: after
                 local: [echo, "done {{ token }}"]
         """)
