@@ -89,7 +89,7 @@ def test_owners_are_told_and_the_approval_escalates(tmp_path: Path, monkeypatch:
         assert [(a[1], a[2], a[3], a[4]) for a in audit] == [
             ("opsflow", "approval_notified", run_id, "to ops-oncall"),
             ("opsflow", "approval_escalated", run_id, "to ops-lead")]
-        assert audit[1][0] - audit[0][0] >= 1.5
+        assert audit[1][0] - audit[0][0] >= 1.0  # 2 s after the request; the first record may lag its mail
         assert not _to(box.messages, "boss@example.org"), "escalated after the approval"
         assert len(box.messages) == 2
         for msg in box.messages:
