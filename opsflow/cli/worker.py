@@ -52,7 +52,7 @@ def worker(queues: str, concurrency: int, broker: str | None, name: str | None, 
     its units are taken over by another worker of their queue."""
     import logging
 
-    from opsflow.dispatch.lease import DEFAULT_TTL
+    from opsflow.dispatch.lease import lease_ttl as env_lease_ttl
     from opsflow.dispatch.placement import check_queue
     from opsflow.store import open_store
 
@@ -61,7 +61,7 @@ def worker(queues: str, concurrency: int, broker: str | None, name: str | None, 
     names = [check_queue(q.strip(), "--queues") for q in queues.split(",") if q.strip()]
     if not names:
         raise UsageError("--queues: at least one queue")
-    ttl = lease_ttl or float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL)
+    ttl = lease_ttl or env_lease_ttl()
     logging.basicConfig(level=loglevel, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     store = open_store(db, reap=False)
     from opsflow.dispatch.app import run_worker

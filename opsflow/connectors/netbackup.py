@@ -77,7 +77,8 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
     running = conn.send_command(p.show_config, read_timeout=timeout)
     plan = p.plan(running, target)
     delta = plan.delta
-    data: dict[str, Any] = {"version": v.id, "delta": delta, "rpo_seconds": round(started - v.at, 3),
+    red = ctx.redactor  # config lines and the device's answers may carry the inventory's secrets
+    data: dict[str, Any] = {"version": v.id, "delta": red.value(delta), "rpo_seconds": round(started - v.at, 3),
                             "mechanism": plan.mechanism}
     if not delta:
         return ht.result(HostStatus.OK, data={**data, "check_mode": ht.check},
@@ -88,22 +89,23 @@ def restore(conn: Any, ht: HostTask, ctx: RunContext, timeout: float) -> StepRes
             res = run_steps(conn, plan.check, p, timeout)
             if res.failed:
                 return ht.result(HostStatus.FAILED, error_class=ErrorKind.COMMAND_FAILED, data=data,
-                                 error=f"the {plan.mechanism} check failed: {res.failed}",
-                                 stdout=bound(ctx.redactor.text(res.output)))
+                                 error=red.text(f"the {plan.mechanism} check failed: {res.failed}"),
+                                 stdout=bound(red.text(res.output)))
             data["diff"] = ctx.redactor.text(res.native_diff)
             shown = res.native_diff or shown
         return ht.result(HostStatus.OK, data={**data, "check_mode": True}, stdout=ctx.redactor.text(shown))
     res = run_steps(conn, plan.apply, p, timeout)
     if res.failed:
-        return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, data={**data, "steps": res.steps},
-                         stdout=bound(ctx.redactor.text(res.output)),
-                         error=f"device rejected the restore ({plan.mechanism}): {res.failed}")
+        return ht.result(HostStatus.FAILED, error_class=ErrorKind.CONFIG_REJECTED, data={**data, "steps": red.value(res.steps)},
+                         stdout=bound(red.text(res.output)),
+                         error=red.text(f"device rejected the restore ({plan.mechanism}): {res.failed}"))
     after = conn.send_command(p.show_config, read_timeout=timeout)
     left = p.delta(after, target)
     data.update(rto_seconds=round(time.time() - started, 3), applied=len(delta))
     if left:
-        return ht.result(HostStatus.FAILED, error_class=ErrorKind.RESTORE_NOT_VERIFIED, data={**data, "remaining": left},
-                         stdout=bound(res.output), error=f"after the restore the config still differs: {left[:5]}")
+        return ht.result(HostStatus.FAILED, error_class=ErrorKind.RESTORE_NOT_VERIFIED, data={**data, "remaining": red.value(left)},
+                         stdout=bound(red.text(res.output)),
+                         error=red.text(f"after the restore the config still differs: {left[:5]}"))
     how = "" if plan.mechanism == "delta" else f" by {plan.mechanism}"
     return ht.result(HostStatus.CHANGED, changed=True, data=data,
                      stdout=ctx.redactor.text("\n".join(delta)) + f"\nrestored {v.id}{how}; running config verified")

@@ -5,11 +5,10 @@ all gone end ``interrupted`` even when nobody looks. Celery is imported only to 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from opsflow.dispatch.lease import DEFAULT_TTL
+from opsflow.dispatch.lease import lease_ttl
 from opsflow.dispatch.sweeper import Publish, sweep
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ def start(store: Any, broker: str | None = None) -> Sweeper | None:
                 app.append(make_app(broker))
             send(app[0], run_id, queue)
 
-    ttl = float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL)
+    ttl = lease_ttl()
     sweeper = Sweeper(store, publish, max(0.5, ttl / 2))
     sweeper.thread.start()
     return sweeper

@@ -10,12 +10,11 @@ which the workers holding the run's units act on. Killing the caller changes not
 from __future__ import annotations
 
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from opsflow.dispatch import placement
-from opsflow.dispatch.lease import DEFAULT_TTL
+from opsflow.dispatch.lease import lease_ttl
 from opsflow.dispatch.sweeper import close_run, live_queues
 from opsflow.dispatch.unit import NODE, request_to_dict
 from opsflow.errors import OpsflowError, StoreError, UsageError
@@ -44,7 +43,7 @@ def dispatch(plan: Plan, store: SqlStore, broker: str, run_id: str | None = None
 
         app = make_app(broker)
     units = placement.units(plan)
-    ttl = ttl or float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL)  # until a worker claims with its own
+    ttl = ttl or lease_ttl()  # until a worker claims with its own
     run_id = run_id or new_run_id()
     record_start(store, plan, run_id, node=f"{NODE}:{','.join(units)}")
     store.create_dispatch(run_id, request_to_dict(plan), plan.loaded.content_hash, units, ttl,
@@ -81,7 +80,7 @@ def follow(store: SqlStore, plan: Plan, run_id: str, executor: Executor, broker:
     steps = {(ps.index, ps.phase): ps for ps in plan.steps + plan.on_failure}
     observer.run_started(run_id, plan)
     canceled, last_sweep = False, time.monotonic()
-    every = float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL) / 2
+    every = lease_ttl() / 2
     while True:
         status = store.run_status(run_id)
         rows = store.results_after(run_id, seen)

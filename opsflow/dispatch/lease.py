@@ -13,12 +13,18 @@ workers are gone. Any long-lived opsflow process sweeps (:mod:`opsflow.dispatch.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
 QUEUED, RUNNING, DONE, LOST = "queued", "running", "done", "lost"
 OPEN = (QUEUED, RUNNING)
 DEFAULT_TTL = 30.0  # seconds without a heartbeat before a holder is presumed dead
+
+
+def lease_ttl() -> float:
+    """The lease TTL of this process: ``$OPSFLOW_LEASE_TTL``, else ``DEFAULT_TTL``."""
+    return float(os.environ.get("OPSFLOW_LEASE_TTL") or DEFAULT_TTL)
 ORPHAN_AFTER = 300.0  # seconds a unit may wait in a queue no live worker serves
 
 

@@ -11,7 +11,6 @@ hosts to another queue), so batches and ``max_fail_percentage`` count across the
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -241,6 +240,3 @@ _PLANNING = threading.Lock()
 def unit_hosts(leases: list[Any], queue: str) -> list[str]:
     return next((list(lease.hosts) for lease in leases if lease.queue == queue), [])
 
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, default=str)

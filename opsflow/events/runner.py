@@ -256,6 +256,7 @@ def _child(conn: Connection) -> None:
     while (job := jobs.get()) is not None:
         _, request, run_id = job
         state.pop("cancel", None)
+        plan = None
         try:
             try:
                 plan = build_plan(request)
@@ -275,7 +276,8 @@ def _child(conn: Connection) -> None:
             break
         except Exception as exc:  # noqa: BLE001 - the process lives on for the next run
             logging.getLogger("opsflow.daemon").exception("run %s", run_id)
-            send(("error", f"internal error {type(exc).__name__}: {exc}"))
+            text = f"internal error {type(exc).__name__}: {exc}"  # it goes into notices: the run's secrets masked
+            send(("error", Redactor(plan.secrets).text(text) if plan is not None else text))
         finally:
             state.pop("executor", None)
     store.close()

@@ -211,10 +211,6 @@ class LeaseStoreMixin:
                           "AND queue = ? AND token = ? AND state = 'running'", (time.time(), run_id, queue, seen_token))
             return bool(cur.rowcount)
 
-    def give_up(self, run_id: str, queue: str, seen_token: int, reason: str) -> bool:
-        """No live worker serves the unit's queue: the unit is lost; True when the run has no open unit left."""
-        return self.lose_unit(run_id, queue, seen_token, "queued", reason) is True
-
     def lose_unit(self, run_id: str, queue: str, seen_token: int, state: str, reason: str,
                   interrupted: Callable[[dict[str, Any]], StepResult] | None = None) -> bool | None:
         """The unit (``state``, ``seen_token``) is lost, for ``reason``: a new token fences out any holder, and
